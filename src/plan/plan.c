@@ -30,6 +30,13 @@ struct planner {
 	struct sp_diag *diag;
 	size_t cap_svcports;
 	int refused;
+	/* Slices sorted by (namespace, service name, slice name), so that a
+	 * Service finds its own in log time: planning stays linear in the
+	 * number of objects. */
+	const struct sp_endpoint_slice **slices;
+	size_t n_slices;
+	/* duplicate[i]: services[i] repeats the namespace/name of an earlier one. */
+	bool *duplicate;
 };
 
 /* ---- sorted address lists ---- */
@@ -166,13 +173,8 @@ static void plan_node(struct planner *p)
  * (ShouldSkipService). */
 static bool service_is_proxied(const struct sp_service *svc)
 {
-	return !svc->proxy_name && !svc->headless && svc->type != SP_SVC_EXTERNAL_NAME &&
-	       svc->n_cluster_ips > 0;
-}
-
-static bool service_is_first_of_name(const struct sp_cluster *c, const struct sp_service *svc)
-{
-	return sp_cluster_find_service(c, svc->namespace, svc->name) == svc;
+	return svc->namespace && svc->name && !svc->proxy_name && !svc->headless &&
+	       svc->type != SP_SVC_EXTERNAL_NAME && svc->n_cluster_ips > 0;
 }
 
 static const struct sp_addr *service_cluster_ip(const struct sp_service *svc, int family)
@@ -356,12 +358,52 @@ static int ep_candidate_cmp(const void *va, const void *vb)
 	return sp_strcmp_null(a->ep.target_name, b->ep.target_name);
 }
 
-static bool slice_belongs(const struct sp_endpoint_slice *slice, const struct sp_service *svc,
-			  int family)
+static int slice_owner_cmp(const struct sp_endpoint_slice *s, const char *ns, const char *service)
 {
-	return slice->address_type == family && slice->service_name &&
-	       !strcmp(slice->service_name, svc->name) && slice->namespace &&
-	       !strcmp(slice->namespace, svc->namespace);
+	int r = strcmp(s->namespace, ns);
+
+	return r ? r : strcmp(s->service_name, service);
+}
+
+static int slice_ptr_cmp(const void *va, const void *vb)
+{
+	const struct sp_endpoint_slice *a = *(const struct sp_endpoint_slice *const *)va;
+	const struct sp_endpoint_slice *b = *(const struct sp_endpoint_slice *const *)vb;
+	int r = slice_owner_cmp(a, b->namespace, b->service_name);
+
+	return r ? r : sp_strcmp_null(a->name, b->name);
+}
+
+/* Only slices that name their Service and carry IP addresses can serve. */
+static void index_slices(struct planner *p)
+{
+	const struct sp_cluster *c = p->cluster;
+
+	p->slices = sp_xcalloc(c->n_slices + 1, sizeof(*p->slices));
+	for (size_t i = 0; i < c->n_slices; i++) {
+		const struct sp_endpoint_slice *s = &c->slices[i];
+
+		if (s->namespace && s->service_name &&
+		    (s->address_type == AF_INET || s->address_type == AF_INET6))
+			p->slices[p->n_slices++] = s;
+	}
+	qsort(p->slices, p->n_slices, sizeof(*p->slices), slice_ptr_cmp);
+}
+
+/* The first indexed slice of svc's namespace and name (or n_slices). */
+static size_t slices_lower_bound(const struct planner *p, const struct sp_service *svc)
+{
+	size_t lo = 0, hi = p->n_slices;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (slice_owner_cmp(p->slices[mid], svc->namespace, svc->name) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
 }
 
 static void collect_slice(struct planner *p, const struct sp_endpoint_slice *slice,
@@ -403,9 +445,15 @@ static void collect_endpoints(struct planner *p, const struct sp_service *svc,
 	size_t kept = 0;
 
 	memset(out, 0, sizeof(*out));
-	for (size_t i = 0; i < p->cluster->n_slices; i++)
-		if (slice_belongs(&p->cluster->slices[i], svc, family))
-			collect_slice(p, &p->cluster->slices[i], port, family, out);
+	for (size_t i = slices_lower_bound(p, svc); i < p->n_slices; i++) {
+		const struct sp_endpoint_slice *slice = p->slices[i];
+
+		if (strcmp(slice->namespace, svc->namespace) ||
+		    strcmp(slice->service_name, svc->name))
+			break;
+		if (slice->address_type == family)
+			collect_slice(p, slice, port, family, out);
+	}
 	if (out->n == 0)
 		return;
 	qsort(out->items, out->n, sizeof(*out->items), ep_candidate_cmp);
@@ -571,18 +619,26 @@ static void plan_svcport(struct planner *p, const struct sp_service *svc,
 	plan_endpoints(p, svc, port, sp);
 }
 
-static void plan_service(struct planner *p, const struct sp_service *svc)
+static void plan_service(struct planner *p, size_t index)
 {
 	static const int families[] = {AF_INET, AF_INET6};
+	const struct sp_service *svc = &p->cluster->services[index];
 	const char *scheduler;
 
 	if (!service_is_proxied(svc))
 		return;
-	if (!service_is_first_of_name(p->cluster, svc)) {
+	if (p->duplicate[index]) {
 		service_error(p, svc, "defined more than once; only the first is planned");
 		return;
 	}
 	scheduler = service_ipvs_scheduler(p, svc);
+	if (svc->type == SP_SVC_LOAD_BALANCER && svc->external_policy_local &&
+	    !svc->health_check_node_port)
+		sp_diag_warn(p->diag,
+			     "%s%sService %s/%s: spec.healthCheckNodePort: unset on a Local "
+			     "LoadBalancer; the balancer cannot tell which nodes have endpoints",
+			     svc->origin ? svc->origin : "", svc->origin ? ": " : "",
+			     svc->namespace, svc->name);
 	for (size_t f = 0; f < SP_ARRAY_SIZE(families); f++) {
 		const struct sp_addr *cluster_ip = service_cluster_ip(svc, families[f]);
 		struct family_addrs fa;
@@ -635,6 +691,40 @@ static void check_slices(struct planner *p)
 	}
 }
 
+struct service_ref {
+	const struct sp_service *svc;
+	size_t index;
+};
+
+static int service_ref_cmp(const void *va, const void *vb)
+{
+	const struct service_ref *a = va, *b = vb;
+	int r;
+
+	if ((r = sp_strcmp_null(a->svc->namespace, b->svc->namespace)) ||
+	    (r = sp_strcmp_null(a->svc->name, b->svc->name)))
+		return r;
+	return a->index < b->index ? -1 : a->index > b->index;
+}
+
+/* A Service given twice (two files, or a List and a file) keeps its first
+ * definition; the others are reported and left out. */
+static void find_duplicate_services(struct planner *p)
+{
+	const struct sp_cluster *c = p->cluster;
+	struct service_ref *refs = sp_xcalloc(c->n_services + 1, sizeof(*refs));
+
+	p->duplicate = sp_xcalloc(c->n_services + 1, sizeof(*p->duplicate));
+	for (size_t i = 0; i < c->n_services; i++)
+		refs[i] = (struct service_ref){.svc = &c->services[i], .index = i};
+	qsort(refs, c->n_services, sizeof(*refs), service_ref_cmp);
+	for (size_t i = 1; i < c->n_services; i++)
+		if (!sp_strcmp_null(refs[i - 1].svc->namespace, refs[i].svc->namespace) &&
+		    !sp_strcmp_null(refs[i - 1].svc->name, refs[i].svc->name))
+			p->duplicate[refs[i].index] = true;
+	free(refs);
+}
+
 int sp_plan_build(struct sp_plan *plan, const struct sp_cluster *cluster,
 		  const struct sp_config *cfg, struct sp_diag *diag)
 {
@@ -643,8 +733,12 @@ int sp_plan_build(struct sp_plan *plan, const struct sp_cluster *cluster,
 	memset(plan, 0, sizeof(*plan));
 	plan_node(&p);
 	check_slices(&p);
+	index_slices(&p);
+	find_duplicate_services(&p);
 	for (size_t i = 0; i < cluster->n_services; i++)
-		plan_service(&p, &cluster->services[i]);
+		plan_service(&p, i);
+	free(p.slices);
+	free(p.duplicate);
 	if (plan->n_svcports)
 		qsort(plan->svcports, plan->n_svcports, sizeof(*plan->svcports), svcport_cmp);
 	return p.refused;

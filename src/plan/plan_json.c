@@ -8,14 +8,22 @@
 
 static void json_str(struct sp_buf *out, const char *s)
 {
+	const char *run = s ? s : "";
+
 	sp_buf_add(out, "\"");
-	for (const unsigned char *c = (const unsigned char *)(s ? s : ""); *c; c++) {
-		if (*c == '"' || *c == '\\')
-			sp_buf_addf(out, "\\%c", *c);
-		else if (*c < 0x20)
-			sp_buf_addf(out, "\\u%04x", *c);
+	for (const char *c = run;; c++) {
+		unsigned char ch = (unsigned char)*c;
+
+		if (ch && ch >= 0x20 && ch != '"' && ch != '\\')
+			continue;
+		sp_buf_addn(out, run, (size_t)(c - run));
+		if (!ch)
+			break;
+		if (ch == '"' || ch == '\\')
+			sp_buf_addf(out, "\\%c", ch);
 		else
-			sp_buf_addn(out, (const char *)c, 1);
+			sp_buf_addf(out, "\\u%04x", ch);
+		run = c + 1;
 	}
 	sp_buf_add(out, "\"");
 }

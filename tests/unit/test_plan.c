@@ -1080,6 +1080,19 @@ START_TEST(slice_family_mismatch_warns)
 }
 END_TEST
 
+START_TEST(lb_local_without_hc_warns)
+{
+	struct sp_service *s = web(SP_SVC_LOAD_BALANCER);
+
+	s->external_policy_local = true;
+	web_two_eps();
+	ck_assert_int_eq(sp_plan_build(&plan, &cl, &cfg, &diag), 0);
+	ck_assert(sp_diag_has(&diag, SP_SEV_WARNING, "spec.healthCheckNodePort: unset"));
+	ck_assert_uint_eq(plan.svcports[0].health_check_node_port, 0);
+	ck_assert(plan.svcports[0].external_policy_local);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("plan");
@@ -1102,6 +1115,7 @@ int main(void)
 	tcase_add_test(tc, json_is_valid_and_complete);
 	tcase_add_test(tc, json_escapes_strings);
 	tcase_add_test(tc, slice_family_mismatch_warns);
+	tcase_add_test(tc, lb_local_without_hc_warns);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
