@@ -606,7 +606,9 @@ static void plan_svcport(struct planner *p, const struct sp_service *svc,
 		       fa->n_source_ranges * sizeof(*sp->source_ranges));
 		sp->n_source_ranges = fa->n_source_ranges;
 	}
-	sp->external_policy_local = local_ext;
+	/* Service-wide in kube-proxy; per svcport here so that a family with no
+	 * external address (or only refused ones) reads as plain Cluster. */
+	sp->external_policy_local = local_ext && sp_plan_externally_accessible(sp);
 	sp->internal_policy_local = svc->internal_policy_local;
 	sp->affinity = svc->affinity_client_ip;
 	if (sp->affinity)

@@ -452,6 +452,21 @@ static void c_dual_stack(void)
 	ep(sl, "fd00:244::2", OTHER, UP);
 }
 
+static void c_dual_stack_external_one_family(void)
+{
+	struct sp_service *s = svc("default", "web", SP_SVC_CLUSTER_IP, "10.96.0.10,fd00:96::10");
+	struct sp_endpoint_slice *sl;
+
+	svc_port(s, "http", IPPROTO_TCP, 80, 0);
+	push_addr(&s->external_ips, &s->n_external_ips, "203.0.113.9");
+	s->external_policy_local = true;
+	web_slice("web-v4", "10.244.1.1", NODE, UP, "10.244.2.1", OTHER, UP, NULL);
+	sl = slice("default", "web-v6", "web", AF_INET6);
+	slice_port(sl, "http", IPPROTO_TCP, 8080);
+	ep(sl, "fd00:244::1", NODE, UP);
+	ep(sl, "fd00:244::2", OTHER, UP);
+}
+
 static void c_slice_port_matching(void)
 {
 	struct sp_service *s = web(SP_SVC_CLUSTER_IP);
@@ -654,6 +669,12 @@ static const struct plan_case cases[] = {
 	{"dual stack: one svcport per family with its own addresses and slices", ALL, c_dual_stack,
 	 WEB "NodePort 10.96.0.10:80/tcp np=30080 ext=203.0.113.9 cl=10.244.1.1:8080 lo=-\n"
 	     "default/web:http v6 NodePort fd00:96::10:80/tcp np=30080 ext=2001:db8::9 "
+	     "cl=[fd00:244::1]:8080,[fd00:244::2]:8080 lo=-\n",
+	 0, NULL},
+	{"dual stack: Local external policy only where the family has external addresses", ALL,
+	 c_dual_stack_external_one_family,
+	 WEB "ClusterIP 10.96.0.10:80/tcp ext=203.0.113.9 etp=Local " TWO " lo=10.244.1.1:8080\n"
+	     "default/web:http v6 ClusterIP fd00:96::10:80/tcp "
 	     "cl=[fd00:244::1]:8080,[fd00:244::2]:8080 lo=-\n",
 	 0, NULL},
 	{"slice ports matched by name and protocol; port 0 unusable", ALL, c_slice_port_matching,
