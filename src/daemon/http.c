@@ -1,0 +1,350 @@
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+struct sp_dhc_server {
+	uint16_t port;
+	struct MHD_Daemon *d;
+	struct sp_dhttp *owner;
+};
+
+struct sp_dhttp {
+	struct sp_dshared *sh;
+	struct MHD_Daemon *healthz;
+	struct MHD_Daemon *metrics;
+	struct sp_dhc_server **hc;
+	size_t n_hc, cap_hc;
+};
+
+int sp_dhttp_parse_addr(const char *text, struct sockaddr_storage *ss, struct sp_diag *diag)
+{
+	const char *colon = strrchr(text, ':');
+	char host[64];
+	long port;
+	size_t hlen;
+
+	memset(ss, 0, sizeof(*ss));
+	if (!colon || !sp_parse_long(colon + 1, 0, 65535, &port))
+		goto bad;
+	hlen = (size_t)(colon - text);
+	if (hlen >= 2 && text[0] == '[' && text[hlen - 1] == ']') {
+		text++;
+		hlen -= 2;
+	}
+	if (hlen >= sizeof(host))
+		goto bad;
+	memcpy(host, text, hlen);
+	host[hlen] = '\0';
+	if (!hlen || strchr(host, ':')) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		if (hlen && inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
+			goto bad;
+		if (!hlen)
+			s6->sin6_addr = in6addr_any;
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+			goto bad;
+	}
+	return 0;
+bad:
+	sp_diag_error(diag, "bind address \"%s\": not host:port", text);
+	return -1;
+}
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type,
+			     struct sp_buf *body)
+{
+	struct MHD_Response *r =
+		MHD_create_response_from_buffer(body->len, body->data, MHD_RESPMEM_MUST_COPY);
+	enum MHD_Result ret;
+
+	sp_buf_free(body);
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, "Content-Type", type);
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	ret = MHD_queue_response(conn, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result not_found(struct MHD_Connection *conn)
+{
+	struct sp_buf body;
+
+	sp_buf_init(&body);
+	sp_buf_add(&body, "404 page not found\n");
+	return reply(conn, MHD_HTTP_NOT_FOUND, "text/plain; charset=utf-8", &body);
+}
+
+static enum MHD_Result health_reply(struct sp_dshared *sh, struct MHD_Connection *conn,
+				    bool healthz)
+{
+	int64_t mono = sp_dclock_ns(CLOCK_MONOTONIC), real = sp_dclock_ns(CLOCK_REALTIME);
+	struct sp_dhealth h;
+	struct sp_buf body;
+	bool ok, eligible;
+
+	sp_buf_init(&body);
+	pthread_mutex_lock(&sh->lock);
+	h = sp_dhealth_eval(sh, mono, real);
+	eligible = sh->node_eligible;
+	ok = h.healthy && (!healthz || eligible);
+	if (healthz)
+		sh->m.healthz[ok ? 0 : 1]++;
+	else
+		sh->m.livez[ok ? 0 : 1]++;
+	pthread_mutex_unlock(&sh->lock);
+	sp_dhealth_body(&body, &h, real, healthz, eligible);
+	return reply(conn, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json",
+		     &body);
+}
+
+static enum MHD_Result on_health(void *cls, struct MHD_Connection *conn, const char *url,
+				 const char *method, const char *version, const char *upload,
+				 size_t *upload_size, void **con_cls)
+{
+	(void)method;
+	(void)version;
+	(void)upload;
+	(void)upload_size;
+	(void)con_cls;
+	if (!strcmp(url, "/healthz"))
+		return health_reply(cls, conn, true);
+	if (!strcmp(url, "/livez"))
+		return health_reply(cls, conn, false);
+	return not_found(conn);
+}
+
+static enum MHD_Result on_metrics(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	struct sp_dshared *sh = cls;
+	struct sp_buf body;
+
+	(void)method;
+	(void)version;
+	(void)upload;
+	(void)upload_size;
+	(void)con_cls;
+	sp_buf_init(&body);
+	if (!strcmp(url, "/metrics")) {
+		pthread_mutex_lock(&sh->lock);
+		sp_dmetrics_format(sh, &body);
+		pthread_mutex_unlock(&sh->lock);
+		return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", &body);
+	}
+	if (!strcmp(url, "/proxyMode")) {
+		sp_buf_add(&body, sh->mode_name);
+		return reply(conn, MHD_HTTP_OK, "text/plain; charset=utf-8", &body);
+	}
+	if (!strcmp(url, "/rules")) {
+		pthread_mutex_lock(&sh->lock);
+		sp_buf_add(&body, sh->rules_text ? sh->rules_text : "");
+		pthread_mutex_unlock(&sh->lock);
+		return reply(conn, MHD_HTTP_OK, "text/plain; charset=utf-8", &body);
+	}
+	if (!strcmp(url, "/healthz")) {
+		sp_buf_add(&body, "ok");
+		return reply(conn, MHD_HTTP_OK, "text/plain; charset=utf-8", &body);
+	}
+	return not_found(conn);
+}
+
+static enum MHD_Result on_hc(void *cls, struct MHD_Connection *conn, const char *url,
+			     const char *method, const char *version, const char *upload,
+			     size_t *upload_size, void **con_cls)
+{
+	struct sp_dhc_server *srv = cls;
+	struct sp_dshared *sh = srv->owner->sh;
+	struct sp_dhc_service svc = {0};
+	struct sp_buf body;
+	bool found = false, healthy;
+
+	(void)url;
+	(void)method;
+	(void)version;
+	(void)upload;
+	(void)upload_size;
+	(void)con_cls;
+	sp_buf_init(&body);
+	pthread_mutex_lock(&sh->lock);
+	healthy = sp_dhealth_eval(sh, sp_dclock_ns(CLOCK_MONOTONIC), sp_dclock_ns(CLOCK_REALTIME))
+			  .healthy;
+	for (size_t i = 0; i < sh->n_hc; i++)
+		if (sh->hc[i].port == srv->port) {
+			svc.port = srv->port;
+			svc.namespace = sp_xstrdup(sh->hc[i].namespace);
+			svc.name = sp_xstrdup(sh->hc[i].name);
+			svc.local_endpoints = sh->hc[i].local_endpoints;
+			found = true;
+			break;
+		}
+	pthread_mutex_unlock(&sh->lock);
+	if (!found)
+		return not_found(conn);
+	sp_dhc_body(&body, &svc, healthy);
+	free(svc.namespace);
+	free(svc.name);
+	/* kube-proxy answers 200 only with local endpoints (the proxy's own
+	 * health is reported in the body but does not change the code). */
+	return reply(conn, svc.local_endpoints ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+		     "application/json", &body);
+}
+
+static struct MHD_Daemon *serve(const struct sockaddr_storage *ss, MHD_AccessHandlerCallback cb,
+				void *cls, struct sp_diag *diag, const char *what)
+{
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
+	uint16_t port;
+	struct MHD_Daemon *d;
+
+	if (ss->ss_family == AF_INET6) {
+		flags |= MHD_USE_IPv6;
+		port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+		if (IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr))
+			flags |= MHD_USE_DUAL_STACK;
+	} else {
+		port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	}
+	errno = 0;
+	d = MHD_start_daemon(flags, port, NULL, NULL, cb, cls, MHD_OPTION_SOCK_ADDR, ss,
+			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+			     MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
+	if (!d)
+		sp_diag_error(diag, "%s server on port %u: cannot listen: %s", what, port,
+			      errno ? strerror(errno) : "libmicrohttpd refused");
+	return d;
+}
+
+struct sp_dhttp *sp_dhttp_start(struct sp_dshared *sh, const char *healthz_addr,
+				const char *metrics_addr, struct sp_diag *diag)
+{
+	struct sp_dhttp *h = sp_xcalloc(1, sizeof(*h));
+	struct sockaddr_storage ss;
+
+	h->sh = sh;
+	if (healthz_addr && *healthz_addr) {
+		if (sp_dhttp_parse_addr(healthz_addr, &ss, diag) < 0)
+			goto fail;
+		if (((struct sockaddr_in *)&ss)->sin_port &&
+		    !(h->healthz = serve(&ss, on_health, sh, diag, "healthz")))
+			goto fail;
+	}
+	if (metrics_addr && *metrics_addr) {
+		if (sp_dhttp_parse_addr(metrics_addr, &ss, diag) < 0)
+			goto fail;
+		if (((struct sockaddr_in *)&ss)->sin_port &&
+		    !(h->metrics = serve(&ss, on_metrics, sh, diag, "metrics")))
+			goto fail;
+	}
+	return h;
+fail:
+	sp_dhttp_stop(h);
+	return NULL;
+}
+
+static void hc_stop(struct sp_dhc_server *srv)
+{
+	if (srv->d)
+		MHD_stop_daemon(srv->d);
+	free(srv);
+}
+
+void sp_dhttp_stop(struct sp_dhttp *h)
+{
+	if (!h)
+		return;
+	if (h->healthz)
+		MHD_stop_daemon(h->healthz);
+	if (h->metrics)
+		MHD_stop_daemon(h->metrics);
+	for (size_t i = 0; i < h->n_hc; i++)
+		hc_stop(h->hc[i]);
+	free(h->hc);
+	free(h);
+}
+
+static bool port_wanted(const uint16_t *ports, size_t n, uint16_t port)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ports[i] == port)
+			return true;
+	return false;
+}
+
+void sp_dhttp_sync_hc(struct sp_dhttp *h, struct sp_diag *diag)
+{
+	struct sp_dshared *sh = h->sh;
+	uint16_t *want;
+	size_t n_want, kept = 0;
+
+	pthread_mutex_lock(&sh->lock);
+	n_want = sh->n_hc;
+	want = sp_xcalloc(n_want + 1, sizeof(*want));
+	for (size_t i = 0; i < n_want; i++)
+		want[i] = sh->hc[i].port;
+	pthread_mutex_unlock(&sh->lock);
+
+	for (size_t i = 0; i < h->n_hc; i++) {
+		if (port_wanted(want, n_want, h->hc[i]->port))
+			h->hc[kept++] = h->hc[i];
+		else
+			hc_stop(h->hc[i]);
+	}
+	h->n_hc = kept;
+	for (size_t i = 0; i < n_want; i++) {
+		struct sockaddr_storage ss;
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+		struct sp_dhc_server *srv;
+		struct sp_diag v6diag;
+		bool running = false;
+
+		for (size_t j = 0; j < h->n_hc; j++)
+			running |= h->hc[j]->port == want[i];
+		if (running)
+			continue;
+		srv = sp_xcalloc(1, sizeof(*srv));
+		srv->port = want[i];
+		srv->owner = h;
+		/* Every node address, as kube-proxy listens without
+		 * --nodeport-addresses; IPv4-only hosts fall back. */
+		memset(&ss, 0, sizeof(ss));
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(want[i]);
+		s6->sin6_addr = in6addr_any;
+		sp_diag_init(&v6diag);
+		srv->d = serve(&ss, on_hc, srv, &v6diag, "health check");
+		sp_diag_free(&v6diag);
+		if (!srv->d) {
+			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+			memset(&ss, 0, sizeof(ss));
+			s4->sin_family = AF_INET;
+			s4->sin_port = htons(want[i]);
+			srv->d = serve(&ss, on_hc, srv, diag, "health check");
+		}
+		if (!srv->d) {
+			free(srv);
+			continue;
+		}
+		*(struct sp_dhc_server **)sp_array_push(&h->hc, &h->n_hc, &h->cap_hc,
+							sizeof(*h->hc)) = srv;
+	}
+	free(want);
+}

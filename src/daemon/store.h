@@ -1,0 +1,68 @@
+/* A set of Kubernetes objects as the sources last saw them, keyed by kind,
+ * namespace and name. Both sources keep their state here: a watched file's
+ * last good content, the API server's listed and watched objects. The model
+ * is rebuilt from these raw objects at each sync, so a source never has to
+ * patch the model in place. */
+#ifndef SP_DAEMON_STORE_H
+#define SP_DAEMON_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+#include "svcproxy/diag.h"
+#include "svcproxy/model.h"
+#include "svcproxy/source.h"
+
+enum sp_dkind {
+	SP_DKIND_OTHER,
+	SP_DKIND_SERVICE,
+	SP_DKIND_SLICE,
+	SP_DKIND_NODE,
+};
+
+struct sp_dobj {
+	char *key; /* "kind/namespace/name" */
+	enum sp_dkind kind;
+	cJSON *obj; /* owned */
+	char *text; /* printed, to tell a real change from a repeat */
+};
+
+struct sp_dstore {
+	struct sp_dobj *objs; /* sorted by key */
+	size_t n, cap;
+};
+
+/* Changes seen between two versions, by kind (kube-proxy's change metrics). */
+struct sp_dchanges {
+	size_t services;
+	size_t slices;
+	size_t nodes;
+};
+
+void sp_dstore_init(struct sp_dstore *s);
+void sp_dstore_free(struct sp_dstore *s);
+void sp_dstore_swap(struct sp_dstore *a, struct sp_dstore *b);
+enum sp_dkind sp_dkind_of(const char *kind);
+
+/* Take ownership of obj (it must carry kind and metadata.name). Returns true
+ * when the store changed (new object, or different content); ch counts it. */
+bool sp_dstore_put(struct sp_dstore *s, cJSON *obj, struct sp_dchanges *ch);
+/* Remove the object with obj's kind/namespace/name, if present. */
+bool sp_dstore_del(struct sp_dstore *s, const cJSON *obj, struct sp_dchanges *ch);
+/* Add every object of a decoded document (one object, a v1 List or
+ * kubectl's list output); objects of other kinds are ignored. Returns the
+ * number of objects added. */
+size_t sp_dstore_add_doc(struct sp_dstore *s, const cJSON *doc);
+/* Count the objects that differ between old and new, by kind. */
+void sp_dstore_diff(const struct sp_dstore *old_s, const struct sp_dstore *new_s,
+		    struct sp_dchanges *ch);
+/* Decode every object into the model. Returns the worst result of
+ * sp_source_read_json (0, 1 some skipped, -1). */
+int sp_dstore_fill(const struct sp_dstore *s, struct sp_cluster *c, const char *origin,
+		   const struct sp_source_limits *lim, struct sp_diag *diag);
+/* Read cJSON string member (NULL when absent or not a string). */
+const char *sp_djson_str(const cJSON *obj, const char *path);
+
+#endif
