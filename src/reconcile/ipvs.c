@@ -1,7 +1,734 @@
-/* Placeholder until the ipvs mode lands: the command line reports the mode
- * as not yet available. */
+/* IPVS mode: read back what the agent owns, diff against the lowered plan,
+ * apply in an order that never leaves traffic without a destination.
+ *
+ * Ownership (docs/ipvs.md): a virtual server is ours when its address is on
+ * kube-ipvs0, or when a policy rule of our table SP_IPVS_TABLE names its
+ * (address, protocol, port): a capture rule for LB IPs and externalIPs, a
+ * marker rule (never consulted by routing) for node ports. Both are kernel
+ * state, so ownership survives restarts and needs no file; a virtual server
+ * on any other address is someone else's and is never touched.
+ *
+ * Order of one sync: virtual servers and their new real servers first, then
+ * the addresses and rules that send traffic to them; then changed real
+ * servers; leaving real servers drain (weight 0) and go once idle or after
+ * the grace period; virtual servers no longer planned go, then their
+ * addresses and rules. */
 #include "svcproxy/backend.h"
+#include "svcproxy/ipvs.h"
+#include "svcproxy/ipvs_kernel.h"
+#include "svcproxy/ipvs_link.h"
+
+#include <errno.h>
+#include <linux/ip_vs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+/* A real server that is draining: since when (monotonic ms). */
+struct drain {
+	struct sp_ipvs_service svc; /* identity only */
+	struct sp_ipvs_dest dest;
+	uint64_t since_ms;
+	bool seen; /* still draining in the last sync */
+};
+
+struct sp_backend {
+	uint32_t graceful_ms;
+	bool strict_arp;
+	struct sp_ipvs_nl *nl;
+	struct sp_ipvs_rtnl *rt;
+	struct drain *drains;
+	size_t n_drains, cap_drains;
+};
+
+enum op_kind {
+	OP_ADD_SVC,
+	OP_EDIT_SVC,
+	OP_DEL_SVC,
+	OP_ADD_DEST,
+	OP_EDIT_DEST,
+	OP_DRAIN_DEST,
+	OP_DEL_DEST,
+	OP_ADD_ADDR,
+	OP_DEL_ADDR,
+	OP_ADD_RULE,
+	OP_DEL_RULE,
+};
+
+/* One change; pointers refer into the desired or actual state, which live
+ * as long as the change list. */
+struct op {
+	enum op_kind kind;
+	const struct sp_ipvs_service *svc;
+	const struct sp_ipvs_dest *dest;
+	const struct sp_addr *addr;
+	const struct sp_ipvs_rule *rule;
+};
+
+struct change_list {
+	struct op *ops;
+	size_t n, cap;
+};
+
+static void push(struct change_list *cl, enum op_kind kind, const struct sp_ipvs_service *svc,
+		 const struct sp_ipvs_dest *dest)
+{
+	struct op *op = sp_array_push(&cl->ops, &cl->n, &cl->cap, sizeof(*op));
+
+	op->kind = kind;
+	op->svc = svc;
+	op->dest = dest;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- reading the kernel ---------------------------------------------- */
+
+struct actual {
+	struct sp_ipvs_state all;   /* every IPVS service (ours and foreign) */
+	struct sp_ipvs_state owned; /* ours: services, link addresses, rules */
+	int ifindex;		    /* kube-ipvs0, 0 when absent */
+};
+
+static bool owned_service(const struct actual *act, const struct sp_ipvs_service *svc,
+			  const struct sp_ipvs_state *desired)
+{
+	return sp_ipvs_has_link_addr(&act->owned, &svc->addr) ||
+	       sp_ipvs_has_rule(&act->owned, &svc->addr, svc->protocol, svc->port) ||
+	       (desired && sp_ipvs_find_service(desired, svc));
+}
+
+static int read_actual(struct sp_backend *be, struct actual *act,
+		       const struct sp_ipvs_state *desired, struct sp_diag *diag)
+{
+	int ret;
+
+	sp_ipvs_state_init(&act->all);
+	sp_ipvs_state_init(&act->owned);
+	act->ifindex = sp_ipvs_link_find(be->rt, diag);
+	if (act->ifindex < 0)
+		return -1;
+	if (act->ifindex > 0 && sp_ipvs_link_addrs(be->rt, act->ifindex, &act->owned, diag) < 0)
+		return -1;
+	if (sp_ipvs_rules_dump(be->rt, &act->owned, diag) < 0)
+		return -1;
+	ret = sp_ipvs_nl_dump(be->nl, &act->all);
+	if (ret < 0) {
+		sp_diag_error(diag, "ipvs: reading virtual servers: %s",
+			      sp_ipvs_nl_strerror(IPVS_CMD_GET_SERVICE, -ret));
+		return -1;
+	}
+	sp_ipvs_state_sort(&act->owned);
+	for (size_t i = 0; i < act->all.n_services; i++) {
+		struct sp_ipvs_service *svc = &act->all.services[i];
+
+		if (!owned_service(act, svc, desired))
+			continue;
+		*sp_ipvs_add_service(&act->owned) = *svc;
+		svc->dests = NULL; /* moved */
+		svc->n_dests = svc->cap_dests = 0;
+	}
+	sp_ipvs_state_sort(&act->owned);
+	return 0;
+}
+
+static void actual_free(struct actual *act)
+{
+	sp_ipvs_state_free(&act->all);
+	sp_ipvs_state_free(&act->owned);
+}
+
+/* ---- draining real servers -------------------------------------------- */
+
+static struct drain *find_drain(struct sp_backend *be, const struct sp_ipvs_service *svc,
+				const struct sp_ipvs_dest *d)
+{
+	for (size_t i = 0; i < be->n_drains; i++)
+		if (sp_ipvs_service_cmp(&be->drains[i].svc, svc) == 0 &&
+		    sp_ipvs_dest_cmp(&be->drains[i].dest, d) == 0)
+			return &be->drains[i];
+	return NULL;
+}
+
+static struct drain *track_drain(struct sp_backend *be, const struct sp_ipvs_service *svc,
+				 const struct sp_ipvs_dest *d, uint64_t now)
+{
+	struct drain *dr = find_drain(be, svc, d);
+
+	if (!dr) {
+		dr = sp_array_push(&be->drains, &be->n_drains, &be->cap_drains, sizeof(*dr));
+		dr->svc.addr = svc->addr;
+		dr->svc.protocol = svc->protocol;
+		dr->svc.port = svc->port;
+		dr->dest = *d;
+		dr->since_ms = now;
+	}
+	dr->seen = true;
+	return dr;
+}
+
+static void forget_unseen_drains(struct sp_backend *be)
+{
+	size_t out = 0;
+
+	for (size_t i = 0; i < be->n_drains; i++)
+		if (be->drains[i].seen)
+			be->drains[out++] = be->drains[i];
+	be->n_drains = out;
+}
+
+/* A real server that is no longer planned: TCP drains (weight 0, deleted once
+ * no connection is active or the grace period is over, as kube-proxy's
+ * graceful termination does); UDP and SCTP go at once and rely on
+ * expire_nodest_conn. */
+static void plan_leaving_dest(struct sp_backend *be, struct change_list *cl,
+			      const struct sp_ipvs_service *svc, const struct sp_ipvs_dest *d,
+			      uint64_t now)
+{
+	struct drain *dr;
+
+	if (svc->protocol != IPPROTO_TCP || be->graceful_ms == 0) {
+		push(cl, OP_DEL_DEST, svc, d);
+		return;
+	}
+	dr = track_drain(be, svc, d, now);
+	if (d->weight != 0) {
+		push(cl, OP_DRAIN_DEST, svc, d);
+		return;
+	}
+	if (d->active_conns == 0 || now - dr->since_ms >= be->graceful_ms)
+		push(cl, OP_DEL_DEST, svc, d);
+}
+
+static bool dest_differs(const struct sp_ipvs_dest *want, const struct sp_ipvs_dest *have)
+{
+	return want->weight != have->weight || want->fwd_method != have->fwd_method ||
+	       want->u_threshold != have->u_threshold || want->l_threshold != have->l_threshold;
+}
+
+/* ---- diff ------------------------------------------------------------- */
+
+static void diff_dests(struct sp_backend *be, struct change_list *cl,
+		       const struct sp_ipvs_service *want, const struct sp_ipvs_service *have,
+		       uint64_t now)
+{
+	/* New ones first: a rollout never leaves the virtual server empty. */
+	for (size_t i = 0; i < want->n_dests; i++) {
+		const struct sp_ipvs_dest *d = &want->dests[i];
+		const struct sp_ipvs_dest *cur = have ? sp_ipvs_find_dest(have, d) : NULL;
+
+		if (!cur)
+			push(cl, OP_ADD_DEST, want, d);
+		else if (dest_differs(d, cur))
+			push(cl, OP_EDIT_DEST, want, d);
+	}
+	if (!have)
+		return;
+	for (size_t i = 0; i < have->n_dests; i++)
+		if (!sp_ipvs_find_dest(want, &have->dests[i]))
+			plan_leaving_dest(be, cl, have, &have->dests[i], now);
+}
+
+static void push_addr(struct change_list *cl, enum op_kind kind, const struct sp_addr *a)
+{
+	struct op *op = sp_array_push(&cl->ops, &cl->n, &cl->cap, sizeof(*op));
+
+	op->kind = kind;
+	op->addr = a;
+}
+
+static void push_rule(struct change_list *cl, enum op_kind kind, const struct sp_ipvs_rule *r)
+{
+	struct op *op = sp_array_push(&cl->ops, &cl->n, &cl->cap, sizeof(*op));
+
+	op->kind = kind;
+	op->rule = r;
+}
+
+static int rule_qcmp(const void *a, const void *b)
+{
+	return sp_ipvs_rule_cmp(a, b);
+}
+
+/* Exact match, pref included (rules are sorted). */
+static bool has_rule(const struct sp_ipvs_state *st, const struct sp_ipvs_rule *r)
+{
+	return st->n_rules && bsearch(r, st->rules, st->n_rules, sizeof(*r), rule_qcmp);
+}
+
+static void compute_changes(struct sp_backend *be, const struct sp_ipvs_state *want,
+			    const struct actual *act, struct change_list *cl)
+{
+	const struct sp_ipvs_state *have = &act->owned;
+	uint64_t now = now_ms();
+
+	for (size_t i = 0; i < be->n_drains; i++)
+		be->drains[i].seen = false;
+	for (size_t i = 0; i < want->n_services; i++) {
+		const struct sp_ipvs_service *w = &want->services[i];
+		const struct sp_ipvs_service *h = sp_ipvs_find_service(have, w);
+
+		if (!h)
+			push(cl, OP_ADD_SVC, w, NULL);
+		else if (!sp_ipvs_service_attrs_equal(w, h))
+			push(cl, OP_EDIT_SVC, w, NULL);
+		diff_dests(be, cl, w, h, now);
+	}
+	for (size_t i = 0; i < want->n_link_addrs; i++)
+		if (!sp_ipvs_has_link_addr(have, &want->link_addrs[i]))
+			push_addr(cl, OP_ADD_ADDR, &want->link_addrs[i]);
+	for (size_t i = 0; i < want->n_rules; i++)
+		if (!has_rule(have, &want->rules[i]))
+			push_rule(cl, OP_ADD_RULE, &want->rules[i]);
+	for (size_t i = 0; i < have->n_services; i++)
+		if (!sp_ipvs_find_service(want, &have->services[i]))
+			push(cl, OP_DEL_SVC, &have->services[i], NULL);
+	for (size_t i = 0; i < have->n_link_addrs; i++)
+		if (!sp_ipvs_has_link_addr(want, &have->link_addrs[i]))
+			push_addr(cl, OP_DEL_ADDR, &have->link_addrs[i]);
+	for (size_t i = 0; i < have->n_rules; i++)
+		if (!has_rule(want, &have->rules[i]))
+			push_rule(cl, OP_DEL_RULE, &have->rules[i]);
+	forget_unseen_drains(be);
+}
+
+/* ---- apply ------------------------------------------------------------ */
+
+static int op_order(enum op_kind k)
+{
+	switch (k) {
+	case OP_ADD_SVC:
+	case OP_EDIT_SVC:
+		return 0;
+	case OP_ADD_DEST:
+	case OP_EDIT_DEST:
+		return 1;
+	case OP_ADD_ADDR:
+	case OP_ADD_RULE:
+		return 2;
+	case OP_DRAIN_DEST:
+	case OP_DEL_DEST:
+		return 3;
+	case OP_DEL_SVC:
+		return 4;
+	case OP_DEL_ADDR:
+	case OP_DEL_RULE:
+		return 5;
+	}
+	return 6;
+}
+
+static int ipvs_cmd_of(enum op_kind k)
+{
+	switch (k) {
+	case OP_ADD_SVC:
+		return IPVS_CMD_NEW_SERVICE;
+	case OP_EDIT_SVC:
+		return IPVS_CMD_SET_SERVICE;
+	case OP_DEL_SVC:
+		return IPVS_CMD_DEL_SERVICE;
+	case OP_ADD_DEST:
+		return IPVS_CMD_NEW_DEST;
+	case OP_EDIT_DEST:
+	case OP_DRAIN_DEST:
+		return IPVS_CMD_SET_DEST;
+	default:
+		return IPVS_CMD_DEL_DEST;
+	}
+}
+
+static void report_ipvs_error(const struct op *op, int err, struct sp_diag *diag)
+{
+	static const char *const verbs[] = {
+		[OP_ADD_SVC] = "adding",	[OP_EDIT_SVC] = "changing",
+		[OP_DEL_SVC] = "deleting",	[OP_ADD_DEST] = "adding",
+		[OP_EDIT_DEST] = "changing",	[OP_DRAIN_DEST] = "draining",
+		[OP_DEL_DEST] = "deleting",
+	};
+	const char *meaning = sp_ipvs_nl_strerror(ipvs_cmd_of(op->kind), err);
+	const char *origin = op->svc->origin ? op->svc->origin : "no longer planned";
+	char sd[SP_IPVS_DESCLEN], dd[SP_IPVS_DESCLEN];
+
+	sp_ipvs_service_desc(op->svc, sd);
+	if (op->dest)
+		sp_diag_error(diag, "ipvs: %s real server %s of virtual server %s (%s): %s",
+			      verbs[op->kind], sp_ipvs_dest_desc(op->dest, dd), sd, origin,
+			      meaning);
+	else
+		sp_diag_error(diag, "ipvs: %s virtual server %s (%s): %s", verbs[op->kind], sd,
+			      origin, meaning);
+}
+
+static int apply_ipvs_op(struct sp_backend *be, const struct op *op)
+{
+	struct sp_ipvs_dest drained;
+
+	switch (op->kind) {
+	case OP_ADD_SVC:
+		return sp_ipvs_nl_add_service(be->nl, op->svc);
+	case OP_EDIT_SVC:
+		return sp_ipvs_nl_edit_service(be->nl, op->svc);
+	case OP_DEL_SVC:
+		return sp_ipvs_nl_del_service(be->nl, op->svc);
+	case OP_ADD_DEST:
+		return sp_ipvs_nl_add_dest(be->nl, op->svc, op->dest);
+	case OP_EDIT_DEST:
+		return sp_ipvs_nl_edit_dest(be->nl, op->svc, op->dest);
+	case OP_DRAIN_DEST:
+		drained = *op->dest;
+		drained.weight = 0;
+		return sp_ipvs_nl_edit_dest(be->nl, op->svc, &drained);
+	case OP_DEL_DEST:
+		return sp_ipvs_nl_del_dest(be->nl, op->svc, op->dest);
+	default:
+		return 0;
+	}
+}
+
+static bool same_service(const struct sp_ipvs_service *a, const struct sp_ipvs_service *b)
+{
+	return a && b && sp_ipvs_service_cmp(a, b) == 0;
+}
+
+/* Run the changes in order. A virtual server that failed is skipped for the
+ * rest of its changes (its real servers, its address); the others go on. */
+static int apply_changes(struct sp_backend *be, struct change_list *cl, struct sp_diag *diag)
+{
+	const struct sp_ipvs_service **failed = NULL;
+	size_t n_failed = 0, cap_failed = 0;
+	int ifindex = 0, ret = 0;
+	bool route[2] = {false, false};
+
+	for (int pass = 0; pass <= 5; pass++) {
+		for (size_t i = 0; i < cl->n; i++) {
+			const struct op *op = &cl->ops[i];
+			bool skip = false;
+			int err;
+
+			if (op_order(op->kind) != pass)
+				continue;
+			for (size_t f = 0; f < n_failed && !skip; f++)
+				skip = same_service(failed[f], op->svc);
+			if (skip)
+				continue;
+			switch (op->kind) {
+			case OP_ADD_ADDR:
+			case OP_DEL_ADDR:
+				if (!ifindex)
+					ifindex = sp_ipvs_link_ensure(be->rt, diag);
+				if (ifindex < 0)
+					return -1;
+				err = op->kind == OP_ADD_ADDR
+					      ? sp_ipvs_link_addr_add(be->rt, ifindex, op->addr, diag)
+					      : sp_ipvs_link_addr_del(be->rt, ifindex, op->addr, diag);
+				if (err < 0)
+					ret = 1;
+				continue;
+			case OP_ADD_RULE:
+				if (!route[op->rule->addr.family == AF_INET6] &&
+				    sp_ipvs_table_route_ensure(be->rt, op->rule->addr.family, diag) < 0)
+					ret = 1;
+				route[op->rule->addr.family == AF_INET6] = true;
+				if (sp_ipvs_rule_add(be->rt, op->rule, diag) < 0)
+					ret = 1;
+				continue;
+			case OP_DEL_RULE:
+				if (sp_ipvs_rule_del(be->rt, op->rule, diag) < 0)
+					ret = 1;
+				continue;
+			default:
+				break;
+			}
+			err = apply_ipvs_op(be, op);
+			if (err < 0) {
+				report_ipvs_error(op, -err, diag);
+				ret = 1;
+				if (op->kind == OP_ADD_SVC || op->kind == OP_EDIT_SVC) {
+					const struct sp_ipvs_service **slot = sp_array_push(
+						&failed, &n_failed, &cap_failed, sizeof(*slot));
+
+					*slot = op->svc;
+				}
+			}
+		}
+	}
+	free(failed);
+	return ret;
+}
+
+/* ---- the backend ------------------------------------------------------ */
+
+static struct sp_backend *ipvs_open(const struct sp_config *cfg, struct sp_diag *diag)
+{
+	struct sp_backend *be = sp_xcalloc(1, sizeof(*be));
+
+	be->graceful_ms = cfg->ipvs_graceful_period_ms;
+	be->strict_arp = cfg->ipvs_strict_arp;
+	be->nl = sp_ipvs_nl_open(diag);
+	be->rt = be->nl ? sp_ipvs_rtnl_open(diag) : NULL;
+	if (!be->nl || !be->rt) {
+		sp_ipvs_nl_close(be->nl);
+		sp_ipvs_rtnl_close(be->rt);
+		free(be);
+		return NULL;
+	}
+	return be;
+}
+
+static void ipvs_close(struct sp_backend *be)
+{
+	if (!be)
+		return;
+	sp_ipvs_nl_close(be->nl);
+	sp_ipvs_rtnl_close(be->rt);
+	free(be->drains);
+	free(be);
+}
+
+static void ipvs_print_plan(const struct sp_plan *plan, struct sp_buf *out)
+{
+	struct sp_ipvs_state st;
+	struct sp_diag diag;
+
+	sp_ipvs_state_init(&st);
+	sp_diag_init(&diag);
+	sp_ipvs_lower(plan, &st, &diag);
+	sp_ipvs_print(&st, out);
+	sp_ipvs_state_free(&st);
+	sp_diag_free(&diag);
+}
+
+static void ipvs_print_plan_json(const struct sp_plan *plan, struct sp_buf *out)
+{
+	struct sp_ipvs_state st;
+	struct sp_diag diag;
+
+	sp_ipvs_state_init(&st);
+	sp_diag_init(&diag);
+	sp_ipvs_lower(plan, &st, &diag);
+	sp_ipvs_print_json(&st, out);
+	sp_ipvs_state_free(&st);
+	sp_diag_free(&diag);
+}
+
+static int ipvs_sync(struct sp_backend *be, const struct sp_plan *plan, bool full,
+		     struct sp_sync_stats *stats, struct sp_diag *diag)
+{
+	struct sp_ipvs_state want;
+	struct change_list cl = {0};
+	struct actual act;
+	unsigned long sent = sp_ipvs_nl_messages(be->nl);
+	int ret;
+
+	(void)full; /* IPVS has no change notifications: always read back */
+	sp_ipvs_state_init(&want);
+	ret = sp_ipvs_lower(plan, &want, diag);
+	if (sp_ipvs_sysctls_apply(plan->ipvs_strict_arp || be->strict_arp, diag) < 0)
+		ret = 1;
+	if (read_actual(be, &act, &want, diag) < 0) {
+		actual_free(&act);
+		sp_ipvs_state_free(&want);
+		return -1;
+	}
+	if (sp_ipvs_link_ensure(be->rt, diag) < 0) {
+		ret = 1;
+	}
+	compute_changes(be, &want, &act, &cl);
+	if (apply_changes(be, &cl, diag) != 0)
+		ret = 1;
+	if (stats) {
+		stats->full = true;
+		stats->messages_sent = sp_ipvs_nl_messages(be->nl) - sent + cl.n;
+		stats->objects_changed = cl.n;
+		stats->objects_unchanged =
+			want.n_services + want.n_link_addrs + want.n_rules > cl.n
+				? want.n_services + want.n_link_addrs + want.n_rules - cl.n
+				: 0;
+		stats->rules_total = want.n_services;
+		for (size_t i = 0; i < want.n_services; i++)
+			stats->rules_total += want.services[i].n_dests;
+	}
+	free(cl.ops);
+	actual_free(&act);
+	sp_ipvs_state_free(&want);
+	return ret;
+}
+
+static void print_op(const struct op *op, struct sp_buf *out)
+{
+	struct sp_ipvs_state one;
+	struct sp_ipvs_service svc;
+	struct sp_buf line;
+	char ab[SP_ADDRSTRLEN];
+	static const char *const svc_cmd[] = {[OP_ADD_SVC] = "-A", [OP_EDIT_SVC] = "-E",
+					      [OP_DEL_SVC] = "-D"};
+	static const char *const dest_cmd[] = {[OP_ADD_DEST] = "-a", [OP_EDIT_DEST] = "-e",
+					       [OP_DRAIN_DEST] = "-e", [OP_DEL_DEST] = "-d"};
+
+	switch (op->kind) {
+	case OP_ADD_ADDR:
+	case OP_DEL_ADDR:
+		sp_buf_addf(out, "ip %saddr %s %s/%u dev %s\n",
+			    op->addr->family == AF_INET6 ? "-6 " : "",
+			    op->kind == OP_ADD_ADDR ? "add" : "del", sp_addr_format(op->addr, ab),
+			    op->addr->family == AF_INET6 ? 128 : 32, SP_IPVS_LINK);
+		return;
+	case OP_ADD_RULE:
+	case OP_DEL_RULE:
+		memset(&one, 0, sizeof(one));
+		one.rules = (struct sp_ipvs_rule *)op->rule;
+		one.n_rules = 1;
+		sp_buf_init(&line);
+		sp_ipvs_print_rules(&one, &line);
+		/* Only the rule line, with the verb of this change. */
+		line.data[strcspn(line.data, "\n")] = '\0';
+		if (op->kind == OP_DEL_RULE) {
+			char *add = strstr(line.data, "rule add");
+
+			if (add)
+				memcpy(add, "rule del", 8);
+		}
+		sp_buf_addf(out, "%s\n", line.data);
+		sp_buf_free(&line);
+		return;
+	default:
+		break;
+	}
+	memset(&one, 0, sizeof(one));
+	svc = *op->svc;
+	svc.dests = op->dest ? (struct sp_ipvs_dest *)op->dest : NULL;
+	svc.n_dests = op->dest ? 1 : 0;
+	if (op->kind == OP_DRAIN_DEST) {
+		static struct sp_ipvs_dest drained;
+
+		drained = *op->dest;
+		drained.weight = 0;
+		svc.dests = &drained;
+	}
+	one.services = &svc;
+	one.n_services = 1;
+	sp_buf_init(&line);
+	sp_ipvs_print_services(&one, &line);
+	/* Line 1 is the service, line 2 the destination; keep the one this
+	 * change is about, with its command letter. */
+	{
+		char *text = line.data;
+
+		if (op->dest)
+			text = strchr(text, '\n') + 1;
+		text[strcspn(text, "\n")] = '\0';
+		memcpy(text, op->dest ? dest_cmd[op->kind] : svc_cmd[op->kind], 2);
+		if (op->kind == OP_DEL_SVC || op->kind == OP_DEL_DEST) {
+			/* ipvsadm's delete takes only the identity. */
+			char *cut = strstr(text, op->dest ? " -m" : " -s");
+
+			if (cut)
+				*cut = '\0';
+		}
+		sp_buf_addf(out, "%s\n", text);
+	}
+	sp_buf_free(&line);
+}
+
+static int ipvs_diff(struct sp_backend *be, const struct sp_plan *plan, struct sp_buf *out,
+		     struct sp_diag *diag)
+{
+	struct sp_ipvs_state want;
+	struct change_list cl = {0};
+	struct actual act;
+	struct drain *saved;
+	size_t n_saved = be->n_drains;
+
+	sp_ipvs_state_init(&want);
+	sp_ipvs_lower(plan, &want, diag);
+	if (read_actual(be, &act, &want, diag) < 0) {
+		actual_free(&act);
+		sp_ipvs_state_free(&want);
+		return -1;
+	}
+	/* A diff must not start or forget drains. */
+	saved = n_saved ? sp_xmalloc(n_saved * sizeof(*saved)) : NULL;
+	if (n_saved)
+		memcpy(saved, be->drains, n_saved * sizeof(*saved));
+	compute_changes(be, &want, &act, &cl);
+	free(be->drains);
+	be->drains = saved;
+	be->n_drains = be->cap_drains = n_saved;
+	for (int pass = 0; pass <= 5; pass++)
+		for (size_t i = 0; i < cl.n; i++)
+			if (op_order(cl.ops[i].kind) == pass)
+				print_op(&cl.ops[i], out);
+	free(cl.ops);
+	actual_free(&act);
+	sp_ipvs_state_free(&want);
+	return cl.n ? 1 : 0;
+}
+
+static int ipvs_cleanup(struct sp_backend *be, struct sp_diag *diag)
+{
+	struct actual act;
+	int ret = 0;
+
+	if (read_actual(be, &act, NULL, diag) < 0) {
+		actual_free(&act);
+		return -1;
+	}
+	for (size_t i = 0; i < act.owned.n_services; i++) {
+		int err = sp_ipvs_nl_del_service(be->nl, &act.owned.services[i]);
+
+		if (err < 0) {
+			struct op op = {.kind = OP_DEL_SVC, .svc = &act.owned.services[i]};
+
+			report_ipvs_error(&op, -err, diag);
+			ret = -1;
+		}
+	}
+	for (size_t i = 0; i < act.owned.n_rules; i++)
+		if (sp_ipvs_rule_del(be->rt, &act.owned.rules[i], diag) < 0)
+			ret = -1;
+	if (sp_ipvs_table_route_del(be->rt, AF_INET, diag) < 0 ||
+	    sp_ipvs_table_route_del(be->rt, AF_INET6, diag) < 0)
+		ret = -1;
+	if (act.ifindex > 0 && sp_ipvs_link_delete(be->rt, diag) < 0)
+		ret = -1;
+	be->n_drains = 0;
+	actual_free(&act);
+	return ret;
+}
+
+static int ipvs_print_state(struct sp_backend *be, struct sp_buf *out, struct sp_diag *diag)
+{
+	struct actual act;
+
+	if (read_actual(be, &act, NULL, diag) < 0) {
+		actual_free(&act);
+		return -1;
+	}
+	sp_buf_add(out, "# ipvsadm-save -n\n");
+	sp_ipvs_print_services(&act.owned, out);
+	sp_buf_addf(out, "# ip: %s addresses\n", SP_IPVS_LINK);
+	sp_ipvs_print_link(&act.owned, out);
+	sp_buf_add(out, "# ip: capture rules\n");
+	sp_ipvs_print_rules(&act.owned, out);
+	actual_free(&act);
+	return 0;
+}
 
 const struct sp_backend_ops sp_ipvs_ops = {
 	.mode = SP_MODE_IPVS,
+	.print_plan = ipvs_print_plan,
+	.print_plan_json = ipvs_print_plan_json,
+	.open = ipvs_open,
+	.close = ipvs_close,
+	.sync = ipvs_sync,
+	.diff = ipvs_diff,
+	.cleanup = ipvs_cleanup,
+	.print_state = ipvs_print_state,
 };

@@ -1,0 +1,149 @@
+/* IPVS mode's lowered state: what the plan means in IPVS terms (virtual and
+ * real servers, the addresses on kube-ipvs0, the per-port capture rules and
+ * the helper iptables rules), built by a pure function and printed in the
+ * syntax of ipvsadm-save, ip and iptables-save. The same structures hold
+ * what src/reconcile reads back from the kernel, so that desired and actual
+ * state are diffed like for like. */
+#ifndef SVCPROXY_IPVS_H
+#define SVCPROXY_IPVS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "svcproxy/diag.h"
+#include "svcproxy/plan.h"
+#include "svcproxy/util.h"
+
+#define SP_IPVS_LINK "kube-ipvs0"
+/* The routing table and rule priorities the per-port capture uses. Table
+ * SP_IPVS_TABLE holds only `local default dev lo`. Capture rules sit before
+ * the main table; marker rules (node-port virtual servers, whose address is
+ * already local) sit after the default table, where no lookup ever reaches
+ * them: they only record in the kernel that the virtual server is ours. */
+#define SP_IPVS_TABLE 2153
+#define SP_IPVS_CAPTURE_PREF 2153
+#define SP_IPVS_MARKER_PREF 42153
+/* kube-proxy's IPVS weights: every real server 1, leaving ones 0. */
+#define SP_IPVS_WEIGHT 1
+/* IP_VS_CONN_F_MASQ: the only forwarding method kube-proxy uses. */
+#define SP_IPVS_FWD_MASQ 0
+#define SP_IPVS_SVC_F_PERSISTENT 0x1
+#define SP_IPVS_SCHED_MAX 16
+
+enum sp_ipvs_vs_kind {
+	SP_IPVS_VS_CLUSTER_IP,
+	SP_IPVS_VS_NODE_PORT,
+	SP_IPVS_VS_EXTERNAL_IP,
+	SP_IPVS_VS_LOAD_BALANCER,
+};
+
+struct sp_ipvs_dest {
+	struct sp_addr addr;
+	uint16_t port;
+	uint32_t weight;
+	uint32_t fwd_method;
+	uint32_t u_threshold;
+	uint32_t l_threshold;
+	/* Read back only. */
+	uint32_t active_conns;
+	uint32_t inactive_conns;
+};
+
+/* Identity: (addr, protocol, port); addr.family is the service's AF. */
+struct sp_ipvs_service {
+	struct sp_addr addr;
+	uint8_t protocol;
+	uint16_t port;
+	char scheduler[SP_IPVS_SCHED_MAX];
+	uint32_t flags; /* IP_VS_SVC_F_*, HASHED masked off */
+	uint32_t timeout; /* persistence, seconds */
+	uint32_t netmask; /* IPv4: network-order mask; IPv6: prefix length */
+	struct sp_ipvs_dest *dests; /* sorted by (addr, port) */
+	size_t n_dests, cap_dests;
+	/* Desired state only: "namespace/name:port" and kind, for messages. */
+	char *origin;
+	enum sp_ipvs_vs_kind kind;
+	size_t order; /* lowering order: the first claim on a key wins */
+};
+
+/* An `ip rule to ADDR ipproto P dport PORT lookup SP_IPVS_TABLE pref PREF`. */
+struct sp_ipvs_rule {
+	struct sp_addr addr;
+	uint8_t protocol;
+	uint16_t port;
+	uint32_t pref; /* SP_IPVS_CAPTURE_PREF or SP_IPVS_MARKER_PREF */
+};
+
+/* One helper iptables rule, kept as its iptables-save text (without the
+ * `-A CHAIN` prefix) with its table and chain. */
+struct sp_ipvs_iptrule {
+	int family; /* AF_INET: iptables, AF_INET6: ip6tables */
+	const char *table; /* "nat" or "filter" (static strings) */
+	char *chain;
+	char *spec;
+};
+
+struct sp_ipvs_state {
+	struct sp_ipvs_service *services; /* sorted by sp_ipvs_service_cmp */
+	size_t n_services, cap_services;
+	struct sp_addr *link_addrs; /* kube-ipvs0, sorted, unique */
+	size_t n_link_addrs, cap_link_addrs;
+	struct sp_ipvs_rule *rules; /* sorted, unique */
+	size_t n_rules, cap_rules;
+	struct sp_ipvs_iptrule *iptrules; /* in rule order */
+	size_t n_iptrules, cap_iptrules;
+};
+
+void sp_ipvs_state_init(struct sp_ipvs_state *st);
+void sp_ipvs_state_free(struct sp_ipvs_state *st);
+
+/* Lower the plan. Conflicts (two Service ports claiming one virtual server)
+ * are reported in diag; the first claim wins. Returns 0, or 1 if something
+ * was left out. */
+int sp_ipvs_lower(const struct sp_plan *plan, struct sp_ipvs_state *st, struct sp_diag *diag);
+
+/* Building blocks, also used for read-back. */
+struct sp_ipvs_service *sp_ipvs_add_service(struct sp_ipvs_state *st);
+struct sp_ipvs_dest *sp_ipvs_add_dest(struct sp_ipvs_service *svc);
+void sp_ipvs_add_link_addr(struct sp_ipvs_state *st, const struct sp_addr *a);
+void sp_ipvs_add_rule(struct sp_ipvs_state *st, const struct sp_ipvs_rule *r);
+/* Sort everything and drop duplicate addresses and rules. */
+void sp_ipvs_state_sort(struct sp_ipvs_state *st);
+const struct sp_ipvs_service *sp_ipvs_find_service(const struct sp_ipvs_state *st,
+						   const struct sp_ipvs_service *key);
+const struct sp_ipvs_dest *sp_ipvs_find_dest(const struct sp_ipvs_service *svc,
+					     const struct sp_ipvs_dest *key);
+bool sp_ipvs_has_link_addr(const struct sp_ipvs_state *st, const struct sp_addr *a);
+bool sp_ipvs_has_rule(const struct sp_ipvs_state *st, const struct sp_addr *a, uint8_t proto,
+		      uint16_t port);
+
+int sp_ipvs_service_cmp(const struct sp_ipvs_service *a, const struct sp_ipvs_service *b);
+int sp_ipvs_dest_cmp(const struct sp_ipvs_dest *a, const struct sp_ipvs_dest *b);
+int sp_ipvs_rule_cmp(const struct sp_ipvs_rule *a, const struct sp_ipvs_rule *b);
+/* Same scheduler, flags, timeout and netmask (identity not compared). */
+bool sp_ipvs_service_attrs_equal(const struct sp_ipvs_service *a,
+				 const struct sp_ipvs_service *b);
+/* The default persistence granularity: one client address. */
+uint32_t sp_ipvs_host_netmask(int family);
+
+/* "TCP 10.0.0.1:80", "UDP [fd00::1]:53"; buf holds SP_IPVS_DESCLEN bytes. */
+#define SP_IPVS_DESCLEN 80
+const char *sp_ipvs_service_desc(const struct sp_ipvs_service *svc, char *buf);
+const char *sp_ipvs_dest_desc(const struct sp_ipvs_dest *d, char *buf);
+
+/* Printers: `ipvsadm-save -n` lines, then `ip` commands for kube-ipvs0 and
+ * the capture rules, then iptables-save text for the helper rules; each
+ * part starts with a `# ` header line naming the tool that accepts it. */
+void sp_ipvs_print_services(const struct sp_ipvs_state *st, struct sp_buf *out);
+void sp_ipvs_print_link(const struct sp_ipvs_state *st, struct sp_buf *out);
+void sp_ipvs_print_rules(const struct sp_ipvs_state *st, struct sp_buf *out);
+void sp_ipvs_print_iptables(const struct sp_ipvs_state *st, int family, struct sp_buf *out);
+void sp_ipvs_print(const struct sp_ipvs_state *st, struct sp_buf *out);
+void sp_ipvs_print_json(const struct sp_ipvs_state *st, struct sp_buf *out);
+
+/* The helper chains the mode owns, per table (NULL-terminated lists). */
+extern const char *const sp_ipvs_nat_chains[];
+extern const char *const sp_ipvs_filter_chains[];
+
+#endif
