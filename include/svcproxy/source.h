@@ -33,4 +33,11 @@ int sp_source_read_buffer(struct sp_cluster *c, const char *origin, const char *
 int sp_source_read_json(struct sp_cluster *c, const char *origin, const cJSON *obj,
 			const struct sp_source_limits *lim, struct sp_diag *diag);
 
+/* Helpers other modules may reuse (appended by the source module). */
+
+/* Go's time.ParseDuration text ("30s", "1m30s", "500ms", "0") in
+ * milliseconds, sub-millisecond rest dropped. False when malformed,
+ * negative, or longer than UINT32_MAX milliseconds. */
+bool sp_src_parse_duration_ms(const char *text, uint64_t *ms);
+
 #endif
