@@ -493,17 +493,39 @@ static void read_header(struct src_ctx *x, const cJSON *root)
 			  CFG_KIND);
 }
 
-static void apply_config(struct src_ctx *x, const cJSON *root, struct sp_config *cfg)
+/* kube-proxy trims and lower-cases the override before using it as the
+ * node name. */
+static void read_hostname(struct src_ctx *x, const cJSON *root, struct sp_config *cfg)
 {
 	const char *host;
+	char *name;
+	size_t len;
 
+	if (!src_get_string(x, root, "", "hostnameOverride", &host))
+		return;
+	while (isspace((unsigned char)*host))
+		host++;
+	len = strlen(host);
+	while (len && isspace((unsigned char)host[len - 1]))
+		len--;
+	if (!len)
+		return;
+	name = sp_xstrndup(host, len);
+	for (char *p = name; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	if (src_check_dns_subdomain(x, name, "hostnameOverride")) {
+		free(cfg->hostname);
+		cfg->hostname = name;
+	} else {
+		free(name);
+	}
+}
+
+static void apply_config(struct src_ctx *x, const cJSON *root, struct sp_config *cfg)
+{
 	read_header(x, root);
 	read_mode(x, root, cfg);
-	if (src_get_string(x, root, "", "hostnameOverride", &host) && *host &&
-	    src_check_dns_subdomain(x, host, "hostnameOverride")) {
-		free(cfg->hostname);
-		cfg->hostname = sp_xstrdup(host);
-	}
+	read_hostname(x, root, cfg);
 	read_cluster_cidr(x, root, cfg);
 	read_nodeport_addresses(x, root, cfg);
 	read_iptables(x, root, cfg);

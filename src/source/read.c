@@ -407,8 +407,10 @@ static int read_dir(struct sp_cluster *c, const char *path, const struct sp_sour
 int sp_source_read_path(struct sp_cluster *c, const char *path, const struct sp_source_limits *lim,
 			struct sp_diag *diag)
 {
+	struct src_marks from = {c->n_services, c->n_slices, c->n_nodes};
 	struct sp_source_limits defaults;
 	struct stat st;
+	int ret;
 
 	if (!lim) {
 		sp_source_limits_default(&defaults);
@@ -419,6 +421,10 @@ int sp_source_read_path(struct sp_cluster *c, const char *path, const struct sp_
 		return -1;
 	}
 	if (S_ISDIR(st.st_mode))
-		return read_dir(c, path, lim, diag);
-	return read_file(c, path, lim, diag);
+		ret = read_dir(c, path, lim, diag);
+	else
+		ret = read_file(c, path, lim, diag);
+	if (src_drop_duplicates(c, &from, diag))
+		ret = worst(ret, 1);
+	return ret;
 }

@@ -89,4 +89,14 @@ void src_set_ident(struct src_ctx *x, const cJSON *obj, bool namespaced);
 /* metadata.labels[key] / metadata.annotations[key] as a string, or NULL. */
 const char *src_get_label(struct src_ctx *x, const cJSON *obj, const char *map, const char *key);
 
+/* Where a read started, so that only what it added is checked. */
+struct src_marks {
+	size_t services, slices, nodes;
+};
+
+/* Skips (with an error each) objects added since from whose kind and
+ * namespace/name an earlier object has; returns how many. */
+size_t src_drop_duplicates(struct sp_cluster *c, const struct src_marks *from,
+			   struct sp_diag *diag);
+
 #endif

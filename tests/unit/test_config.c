@@ -184,7 +184,7 @@ START_TEST(bad_values_name_file_field_value)
 		 "KubeProxyConfiguration: metricsBindAddress: \"127.0.0.1:99999\" is not an "
 		 "IP:port"},
 		{HDR "hostnameOverride: Bad_Host\n",
-		 "KubeProxyConfiguration: hostnameOverride: \"Bad_Host\" is not a valid name"},
+		 "KubeProxyConfiguration: hostnameOverride: \"bad_host\" is not a valid name"},
 		{"kind: KubeProxyConfiguration\nmode: ipvs\n",
 		 "KubeProxyConfiguration: apiVersion: required value is missing"},
 		{"apiVersion: kubeproxy.config.k8s.io/v1alpha2\n",

@@ -713,6 +713,18 @@ START_TEST(directory_is_read_in_name_order)
 	ck_assert(strstr(c.services[0].origin, "/10-alpha.json"));
 	ck_assert_uint_eq(c.n_slices, 1);
 	ck_assert_uint_eq(c.n_nodes, 0); /* node.txt is not a *.json file */
+	/* The same objects again: the first definitions win, the rest are skipped. */
+	ck_assert_int_eq(sp_source_read_path(&c, dir, NULL, &d), 1);
+	ck_assert_uint_eq(c.n_services, 2);
+	ck_assert_uint_eq(c.n_slices, 1);
+	ck_assert_uint_eq(d.n_errors, 3);
+	ck_assert(sp_diag_has(
+		&d, SP_SEV_ERROR,
+		"/20-beta.json: Service default/beta: defined again (first read from "));
+	ck_assert(sp_diag_has(&d, SP_SEV_ERROR,
+			      "/10-alpha.json: EndpointSlice default/alpha-1: "
+			      "defined again"));
+	ck_assert_str_eq(c.services[1].name, "beta");
 	free(dir);
 	sp_cluster_free(&c);
 	sp_diag_free(&d);
