@@ -1,0 +1,203 @@
+#!/bin/sh
+# The daemon against a test API server (HTTPS, client certificate + bearer
+# token, paged lists): list then watch; a dropped stream, garbage on the
+# stream and a 410 Gone each leave the last good state programmed and are
+# recovered from; kube-proxy's selectors are sent; health and health-check
+# ports follow the endpoints; metrics move; the token is never logged.
+set -eu
+. "$(dirname "$0")/../lib/daemon.sh"
+
+ns="sp-dapi-$$"
+tmp=$(mktemp -d /tmp/sp-dapi.XXXXXX)
+daemon_pid=
+server_pid=
+cleanup() {
+	[ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
+	[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+	wait 2>/dev/null || true
+	ip netns del "$ns" 2>/dev/null || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+
+command -v openssl >/dev/null || { echo "openssl missing"; exit 1; }
+ip netns add "$ns"
+in_ns ip link set lo up
+
+# A CA, the server's certificate (for 127.0.0.1) and a client certificate.
+cd "$tmp"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 \
+	-subj /CN=sp-test-ca >/dev/null 2>&1
+openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr \
+	-subj /CN=127.0.0.1 >/dev/null 2>&1
+printf 'subjectAltName=IP:127.0.0.1\n' >san.ext
+openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 \
+	-extfile san.ext -out server.crt >/dev/null 2>&1
+openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr \
+	-subj /CN=system:kube-proxy >/dev/null 2>&1
+openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 \
+	-out client.crt >/dev/null 2>&1
+token="sp-secret-token-$$-do-not-log"
+
+svc() { # name ip [hcport]
+	if [ -n "${3:-}" ]; then
+		extra=",\"type\":\"LoadBalancer\",\"externalTrafficPolicy\":\"Local\",\"healthCheckNodePort\":$3"
+		nodeport=',"nodePort":30080'
+	else
+		extra=',"type":"ClusterIP"'
+		nodeport=
+	fi
+	printf '{"apiVersion":"v1","kind":"Service","metadata":{"name":"%s","namespace":"default"%s},"spec":{"clusterIP":"%s","clusterIPs":["%s"]%s,"ports":[{"name":"http","port":80,"protocol":"TCP","targetPort":8080%s}]}}' \
+		"$1" "${labels:-}" "$2" "$2" "$extra" "$nodeport"
+}
+slice() { # service ip node
+	printf '{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"%s-1","namespace":"default","labels":{"kubernetes.io/service-name":"%s"}},"addressType":"IPv4","endpoints":[{"addresses":["%s"],"conditions":{"ready":true},"nodeName":"%s"}],"ports":[{"name":"http","port":8080,"protocol":"TCP"}]}' \
+		"$1" "$1" "$2" "$3"
+}
+{
+	printf '{"kind":"List","apiVersion":"v1","items":['
+	svc web 10.96.0.10
+	printf ','
+	slice web 10.244.1.5 node-a
+	printf ','
+	svc lb 10.96.0.20 31999
+	printf ','
+	slice lb 10.244.1.6 node-a
+	printf ','
+	printf '{"apiVersion":"v1","kind":"Node","metadata":{"name":"node-a"},"status":{"addresses":[{"type":"InternalIP","address":"192.168.7.1"}]}}'
+	printf ','
+	printf '{"apiVersion":"v1","kind":"Node","metadata":{"name":"node-b"},"status":{"addresses":[{"type":"InternalIP","address":"192.168.7.2"}]}}'
+	printf ']}\n'
+} >objects.json
+
+ip netns exec "$ns" timeout 300 python3 "$top_srcdir/tests/helpers/fake-apiserver.py" \
+	--cert server.crt --key server.key --client-ca ca.crt --token "$token" \
+	--port 6443 --control-port 6444 --page-size 1 objects.json >server.log 2>&1 &
+server_pid=$!
+wait_for 10 in_ns curl -sf http://127.0.0.1:6444/stats || fail "test API server did not start"
+
+ctl() { # path [body]
+	in_ns curl -sf -X POST --data-binary "${2:-null}" "http://127.0.0.1:6444$1" >/dev/null
+}
+stat_of() { # python expression over the stats dict
+	in_ns curl -sf http://127.0.0.1:6444/stats |
+		python3 -c "import json,sys; s=json.load(sys.stdin); print($1)"
+}
+
+cat >kubeconfig <<EOT
+apiVersion: v1
+kind: Config
+current-context: test
+contexts:
+- name: test
+  context: {cluster: fake, user: proxy}
+clusters:
+- name: fake
+  cluster:
+    server: https://127.0.0.1:6443
+    certificate-authority-data: $(base64 -w0 ca.crt)
+users:
+- name: proxy
+  user:
+    client-certificate: client.crt
+    client-key: client.key
+    token: $token
+EOT
+
+plan="$tmp/plan.txt"
+ip netns exec "$ns" timeout --preserve-status 300 $(daemon_cmd) --backend "record:$plan" --kubeconfig "$tmp/kubeconfig" \
+	--hostname-override node-a --min-sync-period 200ms --sync-period 30s --v 2 \
+	--healthz-bind-address 127.0.0.1:10256 --metrics-bind-address 127.0.0.1:10249 \
+	>daemon.log 2>&1 &
+daemon_pid=$!
+
+has() { grep -q "$1" "$plan" 2>/dev/null; }
+wait_for 15 has "default/web:http 10.96.0.10:80 hc=0 eps=10.244.1.5:8080" ||
+	fail "initial list not programmed"
+has "default/lb:http 10.96.0.20:80 hc=31999" || fail "LB service missing"
+
+# kube-proxy's selectors went to the server.
+stat_of 's["selectors"]' | grep -q '!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless' ||
+	fail "label selector not sent"
+stat_of 's["selectors"]' | grep -q 'metadata.name=node-a' || fail "node field selector not sent"
+[ "$(stat_of 's["auth_failures"]')" = 0 ] || fail "authentication failed"
+
+# Health: green, and the LB's health check port counts its local endpoint.
+[ "$(http_code http://127.0.0.1:10256/healthz)" = 200 ] || fail "/healthz not 200"
+grep -q '"nodeEligible": true' "$tmp/body" || fail "/healthz body: $(cat "$tmp/body")"
+[ "$(http_code http://127.0.0.1:10256/livez)" = 200 ] || fail "/livez not 200"
+wait_for 5 sh -c "[ \"\$(ip netns exec $ns curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:31999/)\" = 200 ]" ||
+	fail "health check port not 200 with a local endpoint"
+[ "$(http_code http://127.0.0.1:31999/)" = 200 ]
+grep -q '"localEndpoints": 1' "$tmp/body" || fail "hc body: $(cat "$tmp/body")"
+
+# A watched change is programmed (min-sync-period + one sync).
+ctl /apply "$(svc api 10.96.0.30)"
+ctl /apply "$(slice api 10.244.2.7 node-b)"
+wait_for 10 has "default/api:http 10.96.0.30:80 hc=0 eps=10.244.2.7:8080" ||
+	fail "watched Service not programmed"
+
+# The LB's endpoint moves away: the health check port answers 503.
+ctl /apply "$(slice lb 10.244.2.8 node-b)"
+wait_for 10 has "default/lb:http 10.96.0.20:80 hc=31999 eps=10.244.2.8:8080" ||
+	fail "endpoint move not programmed"
+[ "$(http_code http://127.0.0.1:31999/)" = 503 ] || fail "health check port not 503 without local endpoints"
+grep -q '"localEndpoints": 0' "$tmp/body" || fail "hc body: $(cat "$tmp/body")"
+ctl /apply "$(slice lb 10.244.1.6 node-a)"
+wait_for 10 sh -c "[ \"\$(ip netns exec $ns curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:31999/)\" = 200 ]" ||
+	fail "health check port did not come back"
+
+# A Service of another proxy is not ours (the server filters by selector).
+ctl /apply "$(labels=',"labels":{"service.kubernetes.io/service-proxy-name":"other"}' svc other 10.96.0.40)"
+
+# Dropped stream: the state stays, the watch comes back, changes flow again.
+watches=$(stat_of 's["watches"]["Service"]')
+ctl /drop
+wait_for 10 sh -c "[ \$(ip netns exec $ns curl -sf http://127.0.0.1:6444/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"watches\"][\"Service\"])') -gt $watches ]" ||
+	fail "watch not re-established after a drop"
+has "default/web:http 10.96.0.10:80" || fail "state lost after a dropped stream"
+ctl /apply "$(slice web 10.244.1.9 node-a)"
+wait_for 10 has "default/web:http 10.96.0.10:80 hc=0 eps=10.244.1.9:8080" ||
+	fail "change after reconnect not programmed"
+[ "$(metric svcproxy_source_reconnects_total)" -ge 1 ] || fail "reconnects not counted"
+
+# Garbage on the stream: reported, the state stays, the watch recovers.
+ctl /garbage
+wait_for 10 sh -c "[ \"\$(ip netns exec $ns curl -s http://127.0.0.1:10249/metrics | awk '\$1==\"svcproxy_source_errors_total\"{print \$2}')\" -ge 1 ]" ||
+	fail "garbage not reported"
+has "default/web:http 10.96.0.10:80 hc=0 eps=10.244.1.9:8080" || fail "state lost after garbage"
+ctl /apply "$(slice api 10.244.2.10 node-b)"
+wait_for 15 has "default/api:http 10.96.0.30:80 hc=0 eps=10.244.2.10:8080" ||
+	fail "change after garbage not programmed"
+
+# 410 Gone: the daemon lists again and keeps in step.
+ctl /bookmark
+lists=$(stat_of 's["lists"]["Service"]')
+ctl /gone
+wait_for 10 sh -c "[ \$(ip netns exec $ns curl -sf http://127.0.0.1:6444/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"lists\"][\"Service\"])') -gt $lists ]" ||
+	fail "no relist after 410 Gone"
+in_ns curl -sf -X POST --data-binary '{"kind":"Service","namespace":"default","name":"api"}' \
+	http://127.0.0.1:6444/delete >/dev/null
+wait_for 10 sh -c "! grep -q default/api: '$plan'" || fail "delete after relist not programmed"
+has "default/web:http" || fail "state lost after relist"
+[ "$(metric svcproxy_source_relists_total)" -ge 1 ] || fail "relists not counted"
+
+grep -q "default/other" "$plan" && fail "service of another proxy programmed"
+
+# Metrics: valid Prometheus text, counters moved.
+in_ns curl -sf http://127.0.0.1:10249/metrics >metrics.txt
+prom_valid metrics.txt || fail "/metrics is not Prometheus text"
+[ "$(metric kubeproxy_sync_proxy_rules_service_changes_total)" -ge 3 ] || fail "service changes not counted"
+[ "$(metric kubeproxy_sync_proxy_rules_endpoint_changes_total)" -ge 4 ] || fail "endpoint changes not counted"
+[ "$(metric kubeproxy_sync_partial_proxy_rules_duration_seconds_count)" -ge 3 ] || fail "partial syncs not counted"
+[ "$(metric kubeproxy_network_programming_duration_seconds_count)" -ge 1 ] || fail "programming latency not observed"
+
+# The secret never reaches the log.
+grep -q "$token" daemon.log && fail "the bearer token was logged"
+
+kill -TERM "$daemon_pid"
+status=0
+wait "$daemon_pid" || status=$?
+daemon_pid=
+[ "$status" = 0 ] || fail "daemon exited $status on SIGTERM"
+echo "PASS: daemon-api"

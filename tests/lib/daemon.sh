@@ -1,0 +1,61 @@
+# Shared by the daemon's integration tests (sourced). Every test runs in its
+# own network namespace, so fixed ports cannot clash with the host or with
+# another test.
+
+: "${top_builddir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+
+fail() {
+	echo "FAIL: $*" >&2
+	for f in "$tmp"/*.log; do
+		[ -f "$f" ] || continue
+		echo "---- $f" >&2
+		tail -n 40 "$f" >&2
+	done
+	exit 1
+}
+
+# wait_for SECONDS CMD...: poll CMD until it succeeds.
+wait_for() {
+	t=$1
+	shift
+	end=$(($(date +%s) + t))
+	while ! "$@" >/dev/null 2>&1; do
+		[ "$(date +%s)" -lt "$end" ] || return 1
+		sleep 0.1
+	done
+}
+
+in_ns() {
+	ip netns exec "$ns" "$@"
+}
+
+http_code() { # URL
+	in_ns timeout 5 curl -s -o "$tmp/body" -w '%{http_code}' "$1" || true
+}
+
+# metric NAME: its value from /metrics (first sample).
+metric() {
+	in_ns timeout 5 curl -s "http://127.0.0.1:10249/metrics" |
+		awk -v n="$1" '$1 == n { print $2; exit }'
+}
+
+# The daemon binary: `svcproxy run` once the command line has it, else the
+# test driver with the same flags.
+daemon_cmd() {
+	if "$top_builddir/svcproxy" run --help >/dev/null 2>&1; then
+		echo "$top_builddir/svcproxy run"
+	else
+		echo "$top_builddir/tests/helpers/sp-daemon-run"
+	fi
+}
+
+# Prometheus text format: every line a comment or "name{labels} value".
+prom_valid() {
+	awk '
+	/^# (HELP|TYPE) / { next }
+	/^$/ { next }
+	/^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*\})? [-+0-9.eEInfa]+$/ { n++; next }
+	{ print "bad metrics line: " $0; bad = 1 }
+	END { exit bad || n == 0 }' "$1"
+}
