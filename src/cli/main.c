@@ -10,6 +10,7 @@
 
 #include "svcproxy/backend.h"
 #include "svcproxy/config.h"
+#include "svcproxy/conntrack.h"
 #include "svcproxy/daemon.h"
 #include "svcproxy/diag.h"
 #include "svcproxy/model.h"
@@ -40,6 +41,7 @@ struct sp_cli {
 	int verbosity; /* 0 errors and warnings, 1 also info */
 	char **sources;
 	size_t n_sources;
+	char *state_dir; /* conntrack: where the last programmed plan is kept */
 	char *kubeconfig; /* run: API server access */
 	bool in_cluster;
 	/* Kept for SIGHUP, which rebuilds the configuration from them. */
@@ -82,6 +84,9 @@ static const char sp_usage[] =
 	"  --metrics-bind-address ADDR:PORT  run: default 127.0.0.1:10249\n"
 	"      --stats                  print what the sync sent to the kernel\n"
 	"      --show-state             after sync, print the programmed kernel state\n"
+	"      --state-dir DIR          where sync keeps what it programmed, to flush\n"
+	"                               conntrack entries a change makes stale\n"
+	"                               (default " SP_CT_DEFAULT_STATE_DIR ")\n"
 	"  -v, --verbose                also print informational messages\n"
 	"  -h, --help                   this text\n"
 	"      --version                the version\n"
@@ -110,6 +115,7 @@ enum {
 	OPT_MIN_SYNC_PERIOD,
 	OPT_HEALTHZ_BIND,
 	OPT_METRICS_BIND,
+	OPT_STATE_DIR,
 };
 
 static const struct option sp_options[] = {
@@ -136,6 +142,7 @@ static const struct option sp_options[] = {
 	{"min-sync-period", required_argument, NULL, OPT_MIN_SYNC_PERIOD},
 	{"healthz-bind-address", required_argument, NULL, OPT_HEALTHZ_BIND},
 	{"metrics-bind-address", required_argument, NULL, OPT_METRICS_BIND},
+	{"state-dir", required_argument, NULL, OPT_STATE_DIR},
 	{NULL, 0, NULL, 0},
 };
 
@@ -326,6 +333,9 @@ static bool sp_cli_apply_option(struct sp_cli *cli, struct sp_config *cfg, int o
 	case 'v':
 		cli->verbosity++;
 		return true;
+	case OPT_STATE_DIR:
+		sp_cli_replace(&cli->state_dir, arg);
+		return true;
 	case OPT_KUBECONFIG:
 		sp_cli_replace(&cli->kubeconfig, arg);
 		return true;
@@ -503,12 +513,12 @@ static int sp_cli_print_plan(const struct sp_cli *cli, const struct sp_backend_o
 	return SP_EXIT_OK;
 }
 
-static void sp_cli_print_stats(const struct sp_sync_stats *st)
+static void sp_cli_print_stats(const struct sp_sync_stats *st, const struct sp_ct_stats *ct)
 {
 	printf("stats: full=%d messages_sent=%zu objects_changed=%zu objects_unchanged=%zu "
-	       "rules_total=%zu\n",
+	       "rules_total=%zu conntrack_filters=%zu conntrack_deleted=%zu\n",
 	       st->full ? 1 : 0, st->messages_sent, st->objects_changed, st->objects_unchanged,
-	       st->rules_total);
+	       st->rules_total, ct->filters, ct->entries_deleted);
 }
 
 static int sp_cli_print_state(struct sp_backend *be, const struct sp_backend_ops *ops,
@@ -529,12 +539,17 @@ static int sp_cli_sync(const struct sp_cli *cli, const struct sp_backend_ops *op
 		       struct sp_backend *be, const struct sp_plan *plan, struct sp_diag *diag)
 {
 	struct sp_sync_stats stats = {0};
+	struct sp_ct_stats ct_stats = {0};
 	int r = ops->sync(be, plan, true, &stats, diag);
 
 	if (r < 0)
 		return SP_EXIT_PARTIAL;
+	/* Only after the new rules are in: flushing earlier would let the next
+	 * packet recreate the stale entry through the old rules. A flush that
+	 * fails is retried at the next sync and does not fail this one. */
+	sp_ct_sync_plan(cli->state_dir, plan, &ct_stats, diag);
 	if (cli->print_stats)
-		sp_cli_print_stats(&stats);
+		sp_cli_print_stats(&stats, &ct_stats);
 	if (cli->show_state && sp_cli_print_state(be, ops, diag) < 0)
 		return SP_EXIT_PARTIAL;
 	return r > 0 ? SP_EXIT_PARTIAL : SP_EXIT_OK;
@@ -666,5 +681,6 @@ int main(int argc, char **argv)
 	sp_diag_free(&diag);
 	sp_config_free(&cli.cfg);
 	free(cli.kubeconfig);
+	free(cli.state_dir);
 	return status;
 }
