@@ -1,0 +1,179 @@
+/* nftables mode: the plan lowered to the objects of the agent's own tables
+ * (one per family, `ip svcproxy` and `ip6 svcproxy`), printed as an `nft -f`
+ * script, and compared object by object. Pure: the kernel encoding lives in
+ * src/kernel/nft.c and the reconciliation in src/reconcile/nftables.c.
+ *
+ * A rule is a short list of typed statements, each one of the few recipes
+ * the lowering emits; the kernel encoder turns each statement into the exact
+ * expressions `nft` itself generates for the printed text, so that a table
+ * programmed by svcproxy and one loaded with `nft -f` from `svcproxy plan`
+ * list the same. */
+#ifndef SVCPROXY_NFT_H
+#define SVCPROXY_NFT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "svcproxy/diag.h"
+#include "svcproxy/plan.h"
+#include "svcproxy/util.h"
+
+#define SP_NFT_TABLE "svcproxy"
+
+/* Verdicts, as the kernel numbers them (NF_DROP, NF_ACCEPT, NFT_RETURN,
+ * NFT_JUMP, NFT_GOTO), so that no translation is needed either way. */
+#define SP_NFT_DROP 0
+#define SP_NFT_ACCEPT 1
+#define SP_NFT_RETURN (-5)
+#define SP_NFT_GOTO (-4)
+#define SP_NFT_JUMP (-3)
+
+enum sp_nft_stmt_kind {
+	SP_NFT_MATCH_L4PROTO,	 /* meta l4proto P */
+	SP_NFT_MATCH_ADDR,	 /* ip saddr|daddr [!=] CIDR */
+	SP_NFT_MATCH_DPORT,	 /* th dport P */
+	SP_NFT_MATCH_CT_NEW,	 /* ct state new */
+	SP_NFT_MATCH_FIB_LOCAL,	 /* fib saddr|daddr type local */
+	SP_NFT_MATCH_MARK_CLEAR, /* meta mark & M == 0 */
+	SP_NFT_MATCH_NUMGEN,	 /* numgen random mod N == 0 */
+	SP_NFT_VMAP,		 /* <key> vmap @set */
+	SP_NFT_MARK_OR,		 /* meta mark set meta mark | M */
+	SP_NFT_MARK_XOR,	 /* meta mark set meta mark ^ M */
+	SP_NFT_AFFINITY_UPDATE,	 /* update @set { ip saddr : ADDR } */
+	SP_NFT_DNAT_MAP,	 /* dnat ip to ip saddr map @set : PORT */
+	SP_NFT_DNAT,		 /* dnat ip to ADDR:PORT */
+	SP_NFT_MASQUERADE,	 /* masquerade fully-random */
+	SP_NFT_REJECT,		 /* reject (ICMP port unreachable) */
+	SP_NFT_VERDICT,		 /* accept|drop|return|jump C|goto C */
+};
+
+/* The keys of the table's maps. */
+enum sp_nft_key {
+	SP_NFT_KEY_NONE = 0,
+	SP_NFT_KEY_DADDR_PROTO_PORT, /* ip daddr . meta l4proto . th dport */
+	SP_NFT_KEY_PROTO_PORT,	     /* meta l4proto . th dport */
+	SP_NFT_KEY_SADDR,	     /* ip saddr (session affinity) */
+};
+
+/* Unused fields stay zero, so that two statements compare field by field. */
+struct sp_nft_stmt {
+	enum sp_nft_stmt_kind kind;
+	bool neg;	     /* MATCH_ADDR: != */
+	bool source;	     /* MATCH_ADDR, MATCH_FIB_LOCAL: saddr, else daddr */
+	struct sp_cidr cidr; /* MATCH_ADDR */
+	struct sp_addr addr; /* DNAT, AFFINITY_UPDATE */
+	uint32_t value;	     /* proto, mark mask, numgen modulus */
+	uint16_t port;	     /* MATCH_DPORT, DNAT, DNAT_MAP (host order) */
+	enum sp_nft_key key; /* VMAP */
+	int verdict;	     /* VERDICT */
+	char *set;	     /* VMAP, AFFINITY_UPDATE, DNAT_MAP (owned) */
+	char *chain;	     /* VERDICT jump/goto (owned) */
+};
+
+struct sp_nft_rule {
+	struct sp_nft_stmt *stmts;
+	size_t n_stmts, cap_stmts;
+	/* A kernel rule the decoder did not recognise: its libnftnl text. It
+	 * never equals a planned rule, so the chain is rewritten. */
+	char *foreign;
+	uint64_t handle; /* from the kernel; 0 when planned */
+};
+
+struct sp_nft_chain {
+	char *name;
+	bool base;
+	const char *type; /* "nat" or "filter" (static strings) */
+	unsigned hook;	  /* NF_INET_* */
+	int prio;
+	struct sp_nft_rule *rules;
+	size_t n_rules, cap_rules;
+};
+
+/* A map element: key (address, protocol, port as the key needs) and its
+ * verdict. Elements are kept sorted by key (sp_nft_elem_cmp). */
+struct sp_nft_elem {
+	struct sp_addr addr;
+	uint8_t proto;
+	uint16_t port;
+	int verdict;
+	char *chain; /* jump/goto target (owned) */
+};
+
+struct sp_nft_set {
+	char *name;
+	enum sp_nft_key key;
+	/* A verdict map, or (affinity) a dynamic map from the client address to
+	 * the endpoint address whose elements time out after timeout_s. */
+	bool affinity;
+	uint32_t timeout_s;
+	struct sp_nft_elem *elems;
+	size_t n_elems, cap_elems;
+};
+
+struct sp_nft_table {
+	int family; /* AF_INET or AF_INET6 */
+	char *name;
+	struct sp_nft_chain *chains;
+	size_t n_chains, cap_chains;
+	struct sp_nft_set *sets;
+	size_t n_sets, cap_sets;
+};
+
+/* The desired (or read back) state: zero, one or two tables. */
+struct sp_nft_ruleset {
+	struct sp_nft_table *tables;
+	size_t n_tables, cap_tables;
+};
+
+/* nf_tables family numbers (NFPROTO_IPV4/IPV6) and back. */
+int sp_nft_nfproto(int family);
+const char *sp_nft_family_name(int family); /* "ip", "ip6" */
+
+void sp_nft_ruleset_init(struct sp_nft_ruleset *rs);
+void sp_nft_ruleset_free(struct sp_nft_ruleset *rs);
+void sp_nft_table_free(struct sp_nft_table *t);
+void sp_nft_chain_free(struct sp_nft_chain *c);
+void sp_nft_set_free(struct sp_nft_set *s);
+void sp_nft_rule_free(struct sp_nft_rule *r);
+
+struct sp_nft_table *sp_nft_table_add(struct sp_nft_ruleset *rs, int family, const char *name);
+struct sp_nft_chain *sp_nft_chain_add(struct sp_nft_table *t, const char *name);
+struct sp_nft_set *sp_nft_set_add(struct sp_nft_table *t, const char *name, enum sp_nft_key key);
+struct sp_nft_rule *sp_nft_rule_add(struct sp_nft_chain *c);
+struct sp_nft_stmt *sp_nft_stmt_add(struct sp_nft_rule *r, enum sp_nft_stmt_kind kind);
+struct sp_nft_elem *sp_nft_elem_add(struct sp_nft_set *s);
+
+struct sp_nft_table *sp_nft_table_find(const struct sp_nft_ruleset *rs, int family);
+struct sp_nft_chain *sp_nft_chain_find(const struct sp_nft_table *t, const char *name);
+struct sp_nft_set *sp_nft_set_find(const struct sp_nft_table *t, const char *name);
+
+bool sp_nft_stmt_equal(const struct sp_nft_stmt *a, const struct sp_nft_stmt *b);
+bool sp_nft_rule_equal(const struct sp_nft_rule *a, const struct sp_nft_rule *b);
+/* Same base properties and same rules in the same order. */
+bool sp_nft_chain_equal(const struct sp_nft_chain *a, const struct sp_nft_chain *b);
+/* Key order; verdicts are not part of the key. */
+int sp_nft_elem_cmp(const struct sp_nft_elem *a, const struct sp_nft_elem *b);
+bool sp_nft_elem_equal(const struct sp_nft_elem *a, const struct sp_nft_elem *b);
+bool sp_nft_set_same_type(const struct sp_nft_set *a, const struct sp_nft_set *b);
+/* Sort elements by key; a later duplicate key is dropped (and reported
+ * when diag is given). */
+void sp_nft_set_sort(struct sp_nft_set *s, struct sp_diag *diag);
+
+/* Lower the plan. Conflicts (two Services claiming the same address and
+ * port) are reported in diag (may be NULL); the first one wins. */
+void sp_nft_lower(const struct sp_plan *plan, struct sp_nft_ruleset *out, struct sp_diag *diag);
+
+/* `nft -f` text. */
+void sp_nft_print_ruleset(const struct sp_nft_ruleset *rs, struct sp_buf *out);
+void sp_nft_print_table(const struct sp_nft_table *t, struct sp_buf *out);
+void sp_nft_print_rule(const struct sp_nft_table *t, const struct sp_nft_rule *r,
+		       struct sp_buf *out);
+void sp_nft_print_elem(const struct sp_nft_table *t, const struct sp_nft_set *s,
+		       const struct sp_nft_elem *e, struct sp_buf *out);
+void sp_nft_print_set_decl(const struct sp_nft_table *t, const struct sp_nft_set *s,
+			   const char *indent, struct sp_buf *out);
+void sp_nft_print_chain_decl(const struct sp_nft_chain *c, struct sp_buf *out);
+void sp_nft_print_ruleset_json(const struct sp_nft_ruleset *rs, struct sp_buf *out);
+
+#endif

@@ -1,0 +1,908 @@
+/* nf_tables encoding of the nftables IR with libnftnl, and read-back.
+ *
+ * Every statement becomes the expressions nft 1.0 generates for the text
+ * the printer writes (the recipes were taken from `nft --debug=netlink`),
+ * including nft's register layout: a value at 32-bit register r (8..23) is
+ * addressed as the 16-byte register NFT_REG_1 + (r - 8) / 4 when r starts
+ * one, else as r itself. */
+#include "svcproxy/nft_kernel.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <libnftnl/chain.h>
+#include <libnftnl/common.h>
+#include <libnftnl/expr.h>
+#include <libnftnl/rule.h>
+#include <libnftnl/set.h>
+#include <libnftnl/table.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_nat.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/rtnetlink.h>
+#include <netinet/icmp6.h>
+#include <netinet/ip_icmp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "svcproxy/util.h"
+
+/* nft's datatype numbers (nftables include/datatype.h); the kernel keeps
+ * them only so that `nft list` can print keys and data. */
+#define NFT_TYPE_IPADDR 7
+#define NFT_TYPE_IP6ADDR 8
+#define NFT_TYPE_INET_PROTOCOL 12
+#define NFT_TYPE_INET_SERVICE 13
+#define NFT_TYPE_BITS 6
+
+#define R32(i) (8 + (i)) /* NFT_REG32_00 + i */
+#define MSG_MAX 65536u	 /* room reserved per message; elements are chunked */
+#define ELEMS_PER_MSG 512
+
+static uint32_t nreg(unsigned r32)
+{
+	return (r32 - 8) % 4 ? r32 : NFT_REG_1 + (r32 - 8) / 4;
+}
+
+static unsigned alen(int family)
+{
+	return family == AF_INET6 ? 16 : 4;
+}
+
+static uint32_t saddr_off(int family)
+{
+	return family == AF_INET6 ? 8 : 12;
+}
+
+static uint32_t daddr_off(int family)
+{
+	return family == AF_INET6 ? 24 : 16;
+}
+
+/* ---- expression builders ---- */
+
+static struct nftnl_expr *ex(const char *name)
+{
+	struct nftnl_expr *e = nftnl_expr_alloc(name);
+
+	if (!e)
+		abort(); /* out of memory, as sp_xmalloc */
+	return e;
+}
+
+static void put_payload(struct nftnl_rule *r, uint32_t base, uint32_t off, uint32_t len,
+			unsigned r32)
+{
+	struct nftnl_expr *e = ex("payload");
+
+	nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, nreg(r32));
+	nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, base);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, off);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
+	nftnl_rule_add_expr(r, e);
+}
+
+static void put_meta_load(struct nftnl_rule *r, uint32_t key, unsigned r32)
+{
+	struct nftnl_expr *e = ex("meta");
+
+	nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, key);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_META_DREG, nreg(r32));
+	nftnl_rule_add_expr(r, e);
+}
+
+static void put_cmp(struct nftnl_rule *r, uint32_t op, const void *data, uint32_t len)
+{
+	struct nftnl_expr *e = ex("cmp");
+
+	nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, NFT_REG_1);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, op);
+	nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, data, len);
+	nftnl_rule_add_expr(r, e);
+}
+
+static void put_cmp_u32(struct nftnl_rule *r, uint32_t op, uint32_t v)
+{
+	put_cmp(r, op, &v, sizeof(v));
+}
+
+static void put_bitwise(struct nftnl_rule *r, const void *mask, const void * xor, uint32_t len)
+{
+	struct nftnl_expr *e = ex("bitwise");
+
+	nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, len);
+	nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, mask, len);
+	nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, xor, len);
+	nftnl_rule_add_expr(r, e);
+}
+
+static void put_bitwise_u32(struct nftnl_rule *r, uint32_t mask, uint32_t xor)
+{
+	put_bitwise(r, &mask, &xor, sizeof(mask));
+}
+
+static void put_immediate_data(struct nftnl_rule *r, unsigned r32, const void *data, uint32_t len)
+{
+	struct nftnl_expr *e = ex("immediate");
+
+	nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, nreg(r32));
+	nftnl_expr_set(e, NFTNL_EXPR_IMM_DATA, data, len);
+	nftnl_rule_add_expr(r, e);
+}
+
+static void put_verdict(struct nftnl_rule *r, int verdict, const char *chain)
+{
+	struct nftnl_expr *e = ex("immediate");
+
+	nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, (uint32_t)verdict);
+	if (chain)
+		nftnl_expr_set_str(e, NFTNL_EXPR_IMM_CHAIN, chain);
+	nftnl_rule_add_expr(r, e);
+}
+
+static void put_lookup(struct nftnl_rule *r, const char *set, bool verdict_map, unsigned dreg32)
+{
+	struct nftnl_expr *e = ex("lookup");
+
+	nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
+	nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, verdict_map ? NFT_REG_VERDICT : nreg(dreg32));
+	nftnl_rule_add_expr(r, e);
+}
+
+static void put_nat(struct nftnl_rule *r, int family, unsigned addr32, unsigned port32)
+{
+	struct nftnl_expr *e = ex("nat");
+
+	nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_TYPE, NFT_NAT_DNAT);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_FAMILY, (uint32_t)sp_nft_nfproto(family));
+	nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_ADDR_MIN, nreg(addr32));
+	nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_ADDR_MAX, nreg(addr32));
+	nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_PROTO_MIN, nreg(port32));
+	nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_PROTO_MAX, nreg(port32));
+	nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_FLAGS,
+			   NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED);
+	nftnl_rule_add_expr(r, e);
+}
+
+/* nft loads only the bytes a byte-aligned prefix covers, and masks the
+ * whole address otherwise. */
+static void put_addr_match(struct nftnl_rule *r, int family, const struct sp_nft_stmt *s)
+{
+	unsigned len = alen(family), prefix = s->cidr.prefix;
+	uint32_t off = s->source ? saddr_off(family) : daddr_off(family);
+	uint32_t op = s->neg ? NFT_CMP_NEQ : NFT_CMP_EQ;
+
+	if (prefix && prefix % 8 == 0) {
+		put_payload(r, NFT_PAYLOAD_NETWORK_HEADER, off, prefix / 8, R32(0));
+		put_cmp(r, op, s->cidr.addr.u.bytes, prefix / 8);
+		return;
+	}
+	uint8_t mask[16] = {0}, zero[16] = {0};
+
+	for (unsigned i = 0; i < prefix; i++)
+		mask[i / 8] |= (uint8_t)(0x80 >> (i % 8));
+	put_payload(r, NFT_PAYLOAD_NETWORK_HEADER, off, len, R32(0));
+	put_bitwise(r, mask, zero, len);
+	put_cmp(r, op, s->cidr.addr.u.bytes, len);
+}
+
+/* Key concatenations: each field starts on a 32-bit register. */
+static void put_key(struct nftnl_rule *r, int family, enum sp_nft_key key)
+{
+	unsigned a = alen(family) / 4;
+
+	switch (key) {
+	case SP_NFT_KEY_DADDR_PROTO_PORT:
+		put_payload(r, NFT_PAYLOAD_NETWORK_HEADER, daddr_off(family), alen(family), R32(0));
+		put_meta_load(r, NFT_META_L4PROTO, R32(a));
+		put_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, R32(a + 1));
+		break;
+	case SP_NFT_KEY_PROTO_PORT:
+		put_meta_load(r, NFT_META_L4PROTO, R32(0));
+		put_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, R32(1));
+		break;
+	case SP_NFT_KEY_SADDR:
+		put_payload(r, NFT_PAYLOAD_NETWORK_HEADER, saddr_off(family), alen(family), R32(0));
+		break;
+	case SP_NFT_KEY_NONE:
+		break;
+	}
+}
+
+static void put_stmt(struct nftnl_rule *r, int family, const struct sp_nft_stmt *s)
+{
+	struct nftnl_expr *e;
+	uint16_t port = htons(s->port);
+
+	switch (s->kind) {
+	case SP_NFT_MATCH_L4PROTO: {
+		uint8_t p = (uint8_t)s->value;
+
+		put_meta_load(r, NFT_META_L4PROTO, R32(0));
+		put_cmp(r, NFT_CMP_EQ, &p, 1);
+		break;
+	}
+	case SP_NFT_MATCH_ADDR:
+		put_addr_match(r, family, s);
+		break;
+	case SP_NFT_MATCH_DPORT:
+		put_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, R32(0));
+		put_cmp(r, NFT_CMP_EQ, &port, 2);
+		break;
+	case SP_NFT_MATCH_CT_NEW:
+		e = ex("ct");
+		nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_STATE);
+		nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+		nftnl_rule_add_expr(r, e);
+		put_bitwise_u32(r, NF_CT_STATE_BIT(IP_CT_NEW), 0);
+		put_cmp_u32(r, NFT_CMP_NEQ, 0);
+		break;
+	case SP_NFT_MATCH_FIB_LOCAL:
+		e = ex("fib");
+		nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_DREG, NFT_REG_1);
+		nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE);
+		nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_FLAGS,
+				   s->source ? NFTA_FIB_F_SADDR : NFTA_FIB_F_DADDR);
+		nftnl_rule_add_expr(r, e);
+		put_cmp_u32(r, NFT_CMP_EQ, RTN_LOCAL);
+		break;
+	case SP_NFT_MATCH_MARK_CLEAR:
+		put_meta_load(r, NFT_META_MARK, R32(0));
+		put_bitwise_u32(r, s->value, 0);
+		put_cmp_u32(r, NFT_CMP_EQ, 0);
+		break;
+	case SP_NFT_MATCH_NUMGEN:
+		e = ex("numgen");
+		nftnl_expr_set_u32(e, NFTNL_EXPR_NG_DREG, NFT_REG_1);
+		nftnl_expr_set_u32(e, NFTNL_EXPR_NG_TYPE, NFT_NG_RANDOM);
+		nftnl_expr_set_u32(e, NFTNL_EXPR_NG_MODULUS, s->value);
+		nftnl_expr_set_u32(e, NFTNL_EXPR_NG_OFFSET, 0);
+		nftnl_rule_add_expr(r, e);
+		put_cmp_u32(r, NFT_CMP_EQ, 0);
+		break;
+	case SP_NFT_VMAP:
+		put_key(r, family, s->key);
+		put_lookup(r, s->set, true, 0);
+		break;
+	case SP_NFT_MARK_OR:
+	case SP_NFT_MARK_XOR:
+		put_meta_load(r, NFT_META_MARK, R32(0));
+		if (s->kind == SP_NFT_MARK_OR)
+			put_bitwise_u32(r, ~s->value, s->value);
+		else
+			put_bitwise_u32(r, 0xffffffffu, s->value);
+		e = ex("meta");
+		nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, NFT_META_MARK);
+		nftnl_expr_set_u32(e, NFTNL_EXPR_META_SREG, NFT_REG_1);
+		nftnl_rule_add_expr(r, e);
+		break;
+	case SP_NFT_AFFINITY_UPDATE:
+		put_key(r, family, SP_NFT_KEY_SADDR);
+		put_immediate_data(r, R32(4), s->addr.u.bytes, alen(family));
+		e = ex("dynset");
+		nftnl_expr_set_u32(e, NFTNL_EXPR_DYNSET_OP, NFT_DYNSET_OP_UPDATE);
+		nftnl_expr_set_u32(e, NFTNL_EXPR_DYNSET_SREG_KEY, NFT_REG_1);
+		nftnl_expr_set_u32(e, NFTNL_EXPR_DYNSET_SREG_DATA, NFT_REG_2);
+		nftnl_expr_set_str(e, NFTNL_EXPR_DYNSET_SET_NAME, s->set);
+		nftnl_rule_add_expr(r, e);
+		break;
+	case SP_NFT_DNAT_MAP:
+		put_key(r, family, SP_NFT_KEY_SADDR);
+		put_lookup(r, s->set, false, R32(0));
+		put_immediate_data(r, R32(4), &port, 2);
+		put_nat(r, family, R32(0), R32(4));
+		break;
+	case SP_NFT_DNAT:
+		put_immediate_data(r, R32(0), s->addr.u.bytes, alen(family));
+		put_immediate_data(r, R32(4), &port, 2);
+		put_nat(r, family, R32(0), R32(4));
+		break;
+	case SP_NFT_MASQUERADE:
+		e = ex("masq");
+		nftnl_expr_set_u32(e, NFTNL_EXPR_MASQ_FLAGS, NF_NAT_RANGE_PROTO_RANDOM_FULLY);
+		nftnl_rule_add_expr(r, e);
+		break;
+	case SP_NFT_REJECT:
+		e = ex("reject");
+		nftnl_expr_set_u32(e, NFTNL_EXPR_REJECT_TYPE, NFT_REJECT_ICMP_UNREACH);
+		nftnl_expr_set_u8(e, NFTNL_EXPR_REJECT_CODE,
+				  family == AF_INET6 ? ICMP6_DST_UNREACH_NOPORT
+						     : ICMP_PORT_UNREACH);
+		nftnl_rule_add_expr(r, e);
+		break;
+	case SP_NFT_VERDICT:
+		put_verdict(r, s->verdict, s->chain);
+		break;
+	}
+}
+
+static struct nftnl_rule *rule_build(int family, const char *table, const char *chain,
+				     const struct sp_nft_rule *ir)
+{
+	struct nftnl_rule *r = nftnl_rule_alloc();
+
+	if (!r)
+		abort();
+	nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, (uint32_t)sp_nft_nfproto(family));
+	nftnl_rule_set_str(r, NFTNL_RULE_TABLE, table);
+	nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain);
+	for (size_t i = 0; i < ir->n_stmts; i++)
+		put_stmt(r, family, &ir->stmts[i]);
+	return r;
+}
+
+/* ---- signatures ---- */
+
+static int expr_text_cb(struct nftnl_expr *e, void *data)
+{
+	struct sp_buf *out = data;
+	char buf[1024];
+
+	nftnl_expr_snprintf(buf, sizeof(buf), e, NFTNL_OUTPUT_DEFAULT, 0);
+	sp_buf_addf(out, "[ %s %s]", nftnl_expr_get_str(e, NFTNL_EXPR_NAME), buf);
+	return 0;
+}
+
+static char *signature_of(struct nftnl_rule *r)
+{
+	struct sp_buf out;
+
+	sp_buf_init(&out);
+	sp_buf_add(&out, "");
+	nftnl_expr_foreach(r, expr_text_cb, &out);
+	return sp_buf_steal(&out);
+}
+
+char *sp_nft_rule_signature(int family, const struct sp_nft_rule *ir)
+{
+	struct nftnl_rule *r;
+	char *sig;
+
+	if (ir->foreign)
+		return sp_xstrdup(ir->foreign);
+	r = rule_build(family, "", "", ir);
+	sig = signature_of(r);
+	nftnl_rule_free(r);
+	return sig;
+}
+
+char *sp_nft_rule_roundtrip_signature(int family, const struct sp_nft_rule *ir)
+{
+	char *buf = sp_xmalloc(MSG_MAX);
+	struct nftnl_rule *r = rule_build(family, SP_NFT_TABLE, "c", ir), *back;
+	struct nlmsghdr *nlh;
+	char *sig = NULL;
+
+	nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_NEWRULE, (uint16_t)sp_nft_nfproto(family),
+				    NLM_F_APPEND | NLM_F_CREATE, 1);
+	nftnl_rule_nlmsg_build_payload(nlh, r);
+	back = nftnl_rule_alloc();
+	if (back && nftnl_rule_nlmsg_parse(nlh, back) == 0)
+		sig = signature_of(back);
+	nftnl_rule_free(back);
+	nftnl_rule_free(r);
+	free(buf);
+	return sig;
+}
+
+/* ---- messages ---- */
+
+static struct nlmsghdr *hdr(struct sp_nl *nl, struct sp_nl_batch *b, uint16_t type, int family,
+			    uint16_t flags)
+{
+	char *buf = sp_nl_batch_tail(b, MSG_MAX);
+
+	return nftnl_nlmsg_build_hdr(buf, type, (uint16_t)sp_nft_nfproto(family),
+				     flags | NLM_F_REQUEST, sp_nl_next_seq(nl));
+}
+
+void sp_nft_put_batch_begin(struct sp_nl *nl, struct sp_nl_batch *b)
+{
+	nftnl_batch_begin(sp_nl_batch_tail(b, MSG_MAX), sp_nl_next_seq(nl));
+	sp_nl_batch_commit(b, NULL, false);
+}
+
+void sp_nft_put_batch_end(struct sp_nl *nl, struct sp_nl_batch *b)
+{
+	nftnl_batch_end(sp_nl_batch_tail(b, MSG_MAX), sp_nl_next_seq(nl));
+	sp_nl_batch_commit(b, NULL, false);
+}
+
+static const char *op_word(enum sp_nft_op op)
+{
+	return op == SP_NFT_OP_ADD ? "add" : op == SP_NFT_OP_DEL ? "delete" : "flush";
+}
+
+void sp_nft_put_table(struct sp_nl *nl, struct sp_nl_batch *b, int family, const char *name,
+		      enum sp_nft_op op)
+{
+	struct nftnl_table *t = nftnl_table_alloc();
+	struct nlmsghdr *nlh;
+	char *label;
+
+	if (!t)
+		abort();
+	nftnl_table_set_u32(t, NFTNL_TABLE_FAMILY, (uint32_t)sp_nft_nfproto(family));
+	nftnl_table_set_str(t, NFTNL_TABLE_NAME, name);
+	nlh = hdr(nl, b, op == SP_NFT_OP_ADD ? NFT_MSG_NEWTABLE : NFT_MSG_DELTABLE, family,
+		  op == SP_NFT_OP_ADD ? NLM_F_CREATE : 0);
+	nftnl_table_nlmsg_build_payload(nlh, t);
+	nftnl_table_free(t);
+	label = sp_xasprintf("%s table %s %s", op_word(op), sp_nft_family_name(family), name);
+	sp_nl_batch_commit(b, label, true);
+	free(label);
+}
+
+void sp_nft_put_chain(struct sp_nl *nl, struct sp_nl_batch *b, const struct sp_nft_table *t,
+		      const struct sp_nft_chain *c, enum sp_nft_op op)
+{
+	struct nftnl_chain *ch;
+	struct nlmsghdr *nlh;
+	char *label;
+
+	label = sp_xasprintf("%s chain %s %s %s", op_word(op), sp_nft_family_name(t->family),
+			     t->name, c->name);
+	if (op == SP_NFT_OP_FLUSH) {
+		struct nftnl_rule *r = nftnl_rule_alloc();
+
+		if (!r)
+			abort();
+		nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, (uint32_t)sp_nft_nfproto(t->family));
+		nftnl_rule_set_str(r, NFTNL_RULE_TABLE, t->name);
+		nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, c->name);
+		nlh = hdr(nl, b, NFT_MSG_DELRULE, t->family, 0);
+		nftnl_rule_nlmsg_build_payload(nlh, r);
+		nftnl_rule_free(r);
+		sp_nl_batch_commit(b, label, true);
+		free(label);
+		return;
+	}
+	ch = nftnl_chain_alloc();
+	if (!ch)
+		abort();
+	nftnl_chain_set_u32(ch, NFTNL_CHAIN_FAMILY, (uint32_t)sp_nft_nfproto(t->family));
+	nftnl_chain_set_str(ch, NFTNL_CHAIN_TABLE, t->name);
+	nftnl_chain_set_str(ch, NFTNL_CHAIN_NAME, c->name);
+	if (op == SP_NFT_OP_ADD && c->base) {
+		nftnl_chain_set_str(ch, NFTNL_CHAIN_TYPE, c->type);
+		nftnl_chain_set_u32(ch, NFTNL_CHAIN_HOOKNUM, c->hook);
+		nftnl_chain_set_s32(ch, NFTNL_CHAIN_PRIO, c->prio);
+		nftnl_chain_set_u32(ch, NFTNL_CHAIN_POLICY, NF_ACCEPT);
+	}
+	nlh = hdr(nl, b, op == SP_NFT_OP_ADD ? NFT_MSG_NEWCHAIN : NFT_MSG_DELCHAIN, t->family,
+		  op == SP_NFT_OP_ADD ? NLM_F_CREATE : 0);
+	nftnl_chain_nlmsg_build_payload(nlh, ch);
+	nftnl_chain_free(ch);
+	sp_nl_batch_commit(b, label, true);
+	free(label);
+}
+
+static uint32_t concat_type(const uint32_t *types, size_t n)
+{
+	uint32_t t = 0;
+
+	for (size_t i = 0; i < n; i++)
+		t = (t << NFT_TYPE_BITS) | types[i];
+	return t;
+}
+
+static void key_shape(int family, enum sp_nft_key key, uint32_t *type, uint32_t *len)
+{
+	uint32_t addr = family == AF_INET6 ? NFT_TYPE_IP6ADDR : NFT_TYPE_IPADDR;
+
+	switch (key) {
+	case SP_NFT_KEY_DADDR_PROTO_PORT: {
+		uint32_t types[] = {addr, NFT_TYPE_INET_PROTOCOL, NFT_TYPE_INET_SERVICE};
+
+		*type = concat_type(types, 3);
+		*len = alen(family) + 8;
+		return;
+	}
+	case SP_NFT_KEY_PROTO_PORT: {
+		uint32_t types[] = {NFT_TYPE_INET_PROTOCOL, NFT_TYPE_INET_SERVICE};
+
+		*type = concat_type(types, 2);
+		*len = 8;
+		return;
+	}
+	case SP_NFT_KEY_SADDR:
+	case SP_NFT_KEY_NONE:
+		*type = addr;
+		*len = alen(family);
+		return;
+	}
+}
+
+static struct nftnl_set *set_build(const struct sp_nft_table *t, const struct sp_nft_set *s)
+{
+	struct nftnl_set *ns = nftnl_set_alloc();
+
+	if (!ns)
+		abort();
+	nftnl_set_set_u32(ns, NFTNL_SET_FAMILY, (uint32_t)sp_nft_nfproto(t->family));
+	nftnl_set_set_str(ns, NFTNL_SET_TABLE, t->name);
+	nftnl_set_set_str(ns, NFTNL_SET_NAME, s->name);
+	return ns;
+}
+
+void sp_nft_put_set(struct sp_nl *nl, struct sp_nl_batch *b, const struct sp_nft_table *t,
+		    const struct sp_nft_set *s, enum sp_nft_op op)
+{
+	struct nftnl_set *ns = set_build(t, s);
+	struct nlmsghdr *nlh;
+	uint16_t type = NFT_MSG_NEWSET, flags = NLM_F_CREATE;
+	char *label;
+
+	if (op == SP_NFT_OP_ADD) {
+		uint32_t ktype = 0, klen = 0;
+
+		key_shape(t->family, s->key, &ktype, &klen);
+		nftnl_set_set_u32(ns, NFTNL_SET_KEY_TYPE, ktype);
+		nftnl_set_set_u32(ns, NFTNL_SET_KEY_LEN, klen);
+		if (s->affinity) {
+			nftnl_set_set_u32(ns, NFTNL_SET_FLAGS,
+					  NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL);
+			nftnl_set_set_u32(ns, NFTNL_SET_DATA_TYPE, ktype);
+			nftnl_set_set_u32(ns, NFTNL_SET_DATA_LEN, klen);
+			nftnl_set_set_u64(ns, NFTNL_SET_TIMEOUT, (uint64_t)s->timeout_s * 1000);
+			nftnl_set_set_u32(ns, NFTNL_SET_DESC_SIZE, 65535);
+		} else {
+			nftnl_set_set_u32(ns, NFTNL_SET_FLAGS, NFT_SET_MAP);
+			nftnl_set_set_u32(ns, NFTNL_SET_DATA_TYPE, NFT_DATA_VERDICT);
+		}
+	} else if (op == SP_NFT_OP_DEL) {
+		type = NFT_MSG_DELSET;
+		flags = 0;
+	} else {
+		type = NFT_MSG_DELSETELEM; /* no elements: flush */
+		flags = 0;
+	}
+	nlh = hdr(nl, b, type, t->family, flags);
+	if (op == SP_NFT_OP_FLUSH)
+		nftnl_set_elems_nlmsg_build_payload(nlh, ns);
+	else
+		nftnl_set_nlmsg_build_payload(nlh, ns);
+	nftnl_set_free(ns);
+	label = sp_xasprintf("%s map %s %s %s", op_word(op), sp_nft_family_name(t->family), t->name,
+			     s->name);
+	sp_nl_batch_commit(b, label, true);
+	free(label);
+}
+
+static size_t elem_key(int family, enum sp_nft_key key, const struct sp_nft_elem *e,
+		       uint8_t out[40])
+{
+	size_t n = 0;
+	uint16_t port = htons(e->port);
+
+	memset(out, 0, 40);
+	if (key == SP_NFT_KEY_DADDR_PROTO_PORT || key == SP_NFT_KEY_SADDR) {
+		memcpy(out, e->addr.u.bytes, alen(family));
+		n = alen(family);
+	}
+	if (key == SP_NFT_KEY_SADDR)
+		return n;
+	out[n] = e->proto;
+	memcpy(out + n + 4, &port, 2);
+	return n + 8;
+}
+
+static struct nftnl_set_elem *elem_build(int family, const struct sp_nft_set *s,
+					 const struct sp_nft_elem *e, bool with_data)
+{
+	struct nftnl_set_elem *ne = nftnl_set_elem_alloc();
+	uint8_t key[40];
+	size_t klen = elem_key(family, s->key, e, key);
+
+	if (!ne)
+		abort();
+	nftnl_set_elem_set(ne, NFTNL_SET_ELEM_KEY, key, (uint32_t)klen);
+	if (with_data) {
+		nftnl_set_elem_set_u32(ne, NFTNL_SET_ELEM_VERDICT, (uint32_t)e->verdict);
+		if (e->chain)
+			nftnl_set_elem_set_str(ne, NFTNL_SET_ELEM_CHAIN, e->chain);
+	}
+	return ne;
+}
+
+void sp_nft_put_elems(struct sp_nl *nl, struct sp_nl_batch *b, const struct sp_nft_table *t,
+		      const struct sp_nft_set *s, const struct sp_nft_elem *const *elems, size_t n,
+		      enum sp_nft_op op)
+{
+	for (size_t start = 0; start < n; start += ELEMS_PER_MSG) {
+		size_t end = start + ELEMS_PER_MSG < n ? start + ELEMS_PER_MSG : n;
+		struct nftnl_set *ns = set_build(t, s);
+		struct nlmsghdr *nlh;
+		char *label;
+
+		for (size_t i = start; i < end; i++)
+			nftnl_set_elem_add(ns,
+					   elem_build(t->family, s, elems[i], op == SP_NFT_OP_ADD));
+		nlh = hdr(nl, b, op == SP_NFT_OP_ADD ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM,
+			  t->family, op == SP_NFT_OP_ADD ? NLM_F_CREATE : 0);
+		nftnl_set_elems_nlmsg_build_payload(nlh, ns);
+		nftnl_set_free(ns);
+		if (end - start == 1) {
+			struct sp_buf eb;
+
+			sp_buf_init(&eb);
+			sp_nft_print_elem(t, s, elems[start], &eb);
+			label = sp_xasprintf("%s element %s %s %s { %s }", op_word(op),
+					     sp_nft_family_name(t->family), t->name, s->name,
+					     eb.data);
+			sp_buf_free(&eb);
+		} else {
+			label = sp_xasprintf("%s %zu elements of map %s %s %s", op_word(op),
+					     end - start, sp_nft_family_name(t->family), t->name,
+					     s->name);
+		}
+		sp_nl_batch_commit(b, label, true);
+		free(label);
+	}
+}
+
+void sp_nft_put_rule(struct sp_nl *nl, struct sp_nl_batch *b, const struct sp_nft_table *t,
+		     const struct sp_nft_chain *c, const struct sp_nft_rule *ir)
+{
+	struct nftnl_rule *r = rule_build(t->family, t->name, c->name, ir);
+	struct nlmsghdr *nlh;
+	struct sp_buf label;
+
+	nlh = hdr(nl, b, NFT_MSG_NEWRULE, t->family, NLM_F_APPEND | NLM_F_CREATE);
+	nftnl_rule_nlmsg_build_payload(nlh, r);
+	nftnl_rule_free(r);
+	sp_buf_init(&label);
+	sp_buf_addf(&label, "add rule %s %s %s ", sp_nft_family_name(t->family), t->name, c->name);
+	sp_nft_print_rule(t, ir, &label);
+	sp_nl_batch_commit(b, label.data, true);
+	sp_buf_free(&label);
+}
+
+/* ---- read-back ---- */
+
+struct dump_ctx {
+	struct sp_nft_table *t;
+	int family;
+	bool found;
+	struct sp_nft_set *set; /* element dumps */
+};
+
+static int table_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct dump_ctx *x = data;
+	struct nftnl_table *t = nftnl_table_alloc();
+
+	if (t && nftnl_table_nlmsg_parse(nlh, t) == 0 &&
+	    !strcmp(nftnl_table_get_str(t, NFTNL_TABLE_NAME), x->t->name))
+		x->found = true;
+	nftnl_table_free(t);
+	return MNL_CB_OK;
+}
+
+static int chain_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct dump_ctx *x = data;
+	struct nftnl_chain *ch = nftnl_chain_alloc();
+	struct sp_nft_chain *c;
+
+	if (!ch || nftnl_chain_nlmsg_parse(nlh, ch) < 0 ||
+	    strcmp(nftnl_chain_get_str(ch, NFTNL_CHAIN_TABLE), x->t->name)) {
+		nftnl_chain_free(ch);
+		return MNL_CB_OK;
+	}
+	c = sp_nft_chain_add(x->t, nftnl_chain_get_str(ch, NFTNL_CHAIN_NAME));
+	if (nftnl_chain_is_set(ch, NFTNL_CHAIN_HOOKNUM)) {
+		const char *type = nftnl_chain_is_set(ch, NFTNL_CHAIN_TYPE)
+					   ? nftnl_chain_get_str(ch, NFTNL_CHAIN_TYPE)
+					   : "filter";
+
+		c->base = true;
+		c->type = !strcmp(type, "nat")	    ? "nat"
+			  : !strcmp(type, "filter") ? "filter"
+						    : "other";
+		c->hook = nftnl_chain_get_u32(ch, NFTNL_CHAIN_HOOKNUM);
+		c->prio = nftnl_chain_get_s32(ch, NFTNL_CHAIN_PRIO);
+		if (nftnl_chain_is_set(ch, NFTNL_CHAIN_POLICY) &&
+		    nftnl_chain_get_u32(ch, NFTNL_CHAIN_POLICY) != NF_ACCEPT)
+			c->type = "other"; /* never equal to a planned chain */
+	}
+	nftnl_chain_free(ch);
+	return MNL_CB_OK;
+}
+
+static int rule_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct dump_ctx *x = data;
+	struct nftnl_rule *r = nftnl_rule_alloc();
+	struct sp_nft_chain *c;
+	struct sp_nft_rule *ir;
+
+	if (!r || nftnl_rule_nlmsg_parse(nlh, r) < 0 ||
+	    strcmp(nftnl_rule_get_str(r, NFTNL_RULE_TABLE), x->t->name)) {
+		nftnl_rule_free(r);
+		return MNL_CB_OK;
+	}
+	c = sp_nft_chain_find(x->t, nftnl_rule_get_str(r, NFTNL_RULE_CHAIN));
+	if (c) {
+		ir = sp_nft_rule_add(c);
+		ir->foreign = signature_of(r);
+		ir->handle = nftnl_rule_get_u64(r, NFTNL_RULE_HANDLE);
+	}
+	nftnl_rule_free(r);
+	return MNL_CB_OK;
+}
+
+static enum sp_nft_key key_of(int family, uint32_t key_len)
+{
+	if (key_len == alen(family) + 8)
+		return SP_NFT_KEY_DADDR_PROTO_PORT;
+	if (key_len == 8)
+		return SP_NFT_KEY_PROTO_PORT;
+	if (key_len == alen(family))
+		return SP_NFT_KEY_SADDR;
+	return SP_NFT_KEY_NONE;
+}
+
+static int set_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct dump_ctx *x = data;
+	struct nftnl_set *ns = nftnl_set_alloc();
+	struct sp_nft_set *s;
+	uint32_t flags;
+
+	if (!ns || nftnl_set_nlmsg_parse(nlh, ns) < 0 ||
+	    strcmp(nftnl_set_get_str(ns, NFTNL_SET_TABLE), x->t->name)) {
+		nftnl_set_free(ns);
+		return MNL_CB_OK;
+	}
+	flags = nftnl_set_get_u32(ns, NFTNL_SET_FLAGS);
+	s = sp_nft_set_add(x->t, nftnl_set_get_str(ns, NFTNL_SET_NAME),
+			   key_of(x->family, nftnl_set_get_u32(ns, NFTNL_SET_KEY_LEN)));
+	if (flags & NFT_SET_TIMEOUT) {
+		s->affinity = true;
+		s->timeout_s = (uint32_t)(nftnl_set_get_u64(ns, NFTNL_SET_TIMEOUT) / 1000);
+	}
+	/* A set we would not make (anonymous, interval, another data type)
+	 * gets a key no planned set has, so it is replaced. */
+	if ((flags & ~(NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL)) || !(flags & NFT_SET_MAP) ||
+	    (!s->affinity && nftnl_set_get_u32(ns, NFTNL_SET_DATA_TYPE) != NFT_DATA_VERDICT))
+		s->key = SP_NFT_KEY_NONE;
+	nftnl_set_free(ns);
+	return MNL_CB_OK;
+}
+
+static int elem_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct dump_ctx *x = data;
+	struct nftnl_set *ns = nftnl_set_alloc();
+	struct nftnl_set_elems_iter *it;
+	struct nftnl_set_elem *ne;
+
+	if (!ns || nftnl_set_elems_nlmsg_parse(nlh, ns) < 0) {
+		nftnl_set_free(ns);
+		return MNL_CB_OK;
+	}
+	it = nftnl_set_elems_iter_create(ns);
+	for (ne = it ? nftnl_set_elems_iter_cur(it) : NULL; ne;
+	     ne = nftnl_set_elems_iter_next(it)) {
+		struct sp_nft_elem *e = sp_nft_elem_add(x->set);
+		uint32_t klen = 0;
+		const uint8_t *key = nftnl_set_elem_get(ne, NFTNL_SET_ELEM_KEY, &klen);
+		size_t off = 0;
+		uint16_t port;
+
+		if (x->set->key == SP_NFT_KEY_DADDR_PROTO_PORT || x->set->key == SP_NFT_KEY_SADDR) {
+			if (klen >= alen(x->family)) {
+				e->addr.family = x->family;
+				memcpy(e->addr.u.bytes, key, alen(x->family));
+			}
+			off = alen(x->family);
+		}
+		if (x->set->key != SP_NFT_KEY_SADDR && klen >= off + 6) {
+			e->proto = key[off];
+			memcpy(&port, key + off + 4, 2);
+			e->port = ntohs(port);
+		}
+		if (nftnl_set_elem_is_set(ne, NFTNL_SET_ELEM_VERDICT))
+			e->verdict = (int)nftnl_set_elem_get_u32(ne, NFTNL_SET_ELEM_VERDICT);
+		if (nftnl_set_elem_is_set(ne, NFTNL_SET_ELEM_CHAIN))
+			e->chain = sp_xstrdup(nftnl_set_elem_get_str(ne, NFTNL_SET_ELEM_CHAIN));
+	}
+	if (it)
+		nftnl_set_elems_iter_destroy(it);
+	nftnl_set_free(ns);
+	return MNL_CB_OK;
+}
+
+static int dump(struct sp_nl *nl, uint16_t type, int family, const char *table, const char *set,
+		mnl_cb_t cb, struct dump_ctx *x, struct sp_diag *diag)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(buf, type, (uint16_t)sp_nft_nfproto(family),
+						     NLM_F_DUMP, sp_nl_next_seq(nl));
+	char *what;
+	int ret;
+
+	if (set) {
+		struct nftnl_set *ns = nftnl_set_alloc();
+
+		if (!ns)
+			abort();
+		nftnl_set_set_str(ns, NFTNL_SET_TABLE, table);
+		nftnl_set_set_str(ns, NFTNL_SET_NAME, set);
+		nftnl_set_elems_nlmsg_build_payload(nlh, ns);
+		nftnl_set_free(ns);
+	} else if (type == NFT_MSG_GETRULE) {
+		struct nftnl_rule *r = nftnl_rule_alloc();
+
+		if (!r)
+			abort();
+		nftnl_rule_set_str(r, NFTNL_RULE_TABLE, table);
+		nftnl_rule_nlmsg_build_payload(nlh, r);
+		nftnl_rule_free(r);
+	} else if (type == NFT_MSG_GETSET) {
+		struct nftnl_set *ns = nftnl_set_alloc();
+
+		if (!ns)
+			abort();
+		nftnl_set_set_str(ns, NFTNL_SET_TABLE, table);
+		nftnl_set_nlmsg_build_payload(nlh, ns);
+		nftnl_set_free(ns);
+	}
+	what = sp_xasprintf("nftables: reading %s %s%s%s", sp_nft_family_name(family), table,
+			    set ? " map " : "", set ? set : "");
+	ret = sp_nl_talk(nl, nlh, cb, x, what, diag);
+	free(what);
+	return ret;
+}
+
+static int read_once(struct sp_nl *nl, int family, const char *name, struct sp_nft_table *out,
+		     bool *found, struct sp_diag *diag)
+{
+	struct dump_ctx x = {.t = out, .family = family};
+	int ret;
+
+	ret = dump(nl, NFT_MSG_GETTABLE, family, name, NULL, table_cb, &x, diag);
+	if (ret)
+		return ret;
+	*found = x.found;
+	if (!x.found)
+		return 0;
+	ret = dump(nl, NFT_MSG_GETCHAIN, family, name, NULL, chain_cb, &x, diag);
+	if (!ret)
+		ret = dump(nl, NFT_MSG_GETRULE, family, name, NULL, rule_cb, &x, diag);
+	if (!ret)
+		ret = dump(nl, NFT_MSG_GETSET, family, name, NULL, set_cb, &x, diag);
+	for (size_t i = 0; !ret && i < out->n_sets; i++) {
+		if (out->sets[i].affinity)
+			continue; /* dynamic: its elements are the clients' */
+		x.set = &out->sets[i];
+		ret = dump(nl, NFT_MSG_GETSETELEM, family, name, x.set->name, elem_cb, &x, diag);
+		sp_nft_set_sort(x.set, NULL);
+	}
+	return ret;
+}
+
+int sp_nft_read_table(struct sp_nl *nl, int family, const char *name, struct sp_nft_table *out,
+		      bool *found, struct sp_diag *diag)
+{
+	for (int attempt = 0; attempt < 10; attempt++) {
+		int ret;
+
+		memset(out, 0, sizeof(*out));
+		out->family = family;
+		out->name = sp_xstrdup(name);
+		ret = read_once(nl, family, name, out, found, diag);
+		if (ret <= 0)
+			return ret;
+		/* Someone changed the ruleset while we read: start over. */
+		sp_nft_table_free(out);
+	}
+	sp_diag_error(diag, "nftables: table %s %s kept changing while being read",
+		      sp_nft_family_name(family), name);
+	return -1;
+}
