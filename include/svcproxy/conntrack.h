@@ -159,6 +159,8 @@ int sp_ct_summary_from_json(struct sp_ct_summary *out, const char *text, const c
 
 /* ---- flushing ---- */
 
+struct sp_ct_handle; /* an open ctnetlink socket (src/kernel/conntrack.c) */
+
 struct sp_ct_stats {
 	size_t filters;	       /* filters tried */
 	size_t filters_failed; /* left pending */
@@ -174,6 +176,11 @@ struct sp_ct_stats {
 int sp_ct_flush_stale(const struct sp_ct_summary *old, const struct sp_ct_summary *new,
 		      struct sp_ct_filters *pending, struct sp_ct_stats *stats,
 		      struct sp_diag *diag);
+/* The same, reusing *h: opened there when a flush is needed and *h is NULL;
+ * the caller closes it. */
+int sp_ct_flush_stale_with(struct sp_ct_handle **h, const struct sp_ct_summary *old,
+			   const struct sp_ct_summary *new, struct sp_ct_filters *pending,
+			   struct sp_ct_stats *stats, struct sp_diag *diag);
 
 /* One-shot `svcproxy sync` after the backend programmed plan: load the
  * state of dir (NULL: default) for plan->mode, flush, save the new summary
@@ -186,9 +193,18 @@ int sp_ct_sync_plan(const char *state_dir, const struct sp_plan *plan, struct sp
 int sp_ct_sync_summary(const char *path, struct sp_ct_summary *new, struct sp_ct_stats *stats,
 		       struct sp_diag *diag);
 
-/* ---- kernel (src/kernel/conntrack.c) ---- */
+/* For the daemon: the previous summary kept in memory (loaded once from the
+ * state file at start), one ctnetlink socket kept open, the state file
+ * rewritten after each flush so a restart or a later one-shot sync knows
+ * what is programmed. state_path NULL: memory only. Never NULL. */
+struct sp_ct_tracker;
+struct sp_ct_tracker *sp_ct_tracker_new(const char *state_path, struct sp_diag *diag);
+void sp_ct_tracker_free(struct sp_ct_tracker *t);
+/* Call after the backend programmed plan. Returns as sp_ct_flush_stale(). */
+int sp_ct_tracker_sync(struct sp_ct_tracker *t, const struct sp_plan *plan,
+		       struct sp_ct_stats *stats, struct sp_diag *diag);
 
-struct sp_ct_handle;
+/* ---- kernel (src/kernel/conntrack.c) ---- */
 
 /* Opens ctnetlink in the current network namespace. NULL and diag on
  * failure. */

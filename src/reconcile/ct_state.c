@@ -119,7 +119,7 @@ void sp_ct_summary_to_json(const struct sp_ct_summary *s, struct sp_buf *out)
 	arr = cJSON_AddArrayToObject(root, "pending");
 	for (size_t i = 0; i < s->pending.n; i++)
 		cJSON_AddItemToArray(arr, filter_json(&s->pending.items[i]));
-	text = cJSON_Print(root);
+	text = cJSON_PrintUnformatted(root);
 	if (!text) {
 		fprintf(stderr, "svcproxy: out of memory printing the conntrack state\n");
 		abort();
@@ -582,8 +582,18 @@ int sp_ct_flush_stale(const struct sp_ct_summary *old, const struct sp_ct_summar
 		      struct sp_ct_filters *pending, struct sp_ct_stats *stats,
 		      struct sp_diag *diag)
 {
+	struct sp_ct_handle *h = NULL;
+	int ret = sp_ct_flush_stale_with(&h, old, new, pending, stats, diag);
+
+	sp_ct_close(h);
+	return ret;
+}
+
+int sp_ct_flush_stale_with(struct sp_ct_handle **hp, const struct sp_ct_summary *old,
+			   const struct sp_ct_summary *new, struct sp_ct_filters *pending,
+			   struct sp_ct_stats *stats, struct sp_diag *diag)
+{
 	struct sp_ct_filters todo;
-	struct sp_ct_handle *h;
 	size_t *deleted;
 	bool *failed;
 	int ret = 0;
@@ -600,12 +610,12 @@ int sp_ct_flush_stale(const struct sp_ct_summary *old, const struct sp_ct_summar
 		return 0;
 	}
 	stats->filters += todo.n;
-	h = sp_ct_open(diag);
+	if (!*hp)
+		*hp = sp_ct_open(diag);
 	deleted = sp_xcalloc(todo.n, sizeof(*deleted));
 	failed = sp_xcalloc(todo.n, sizeof(*failed));
-	if (h) {
-		sp_ct_delete_matching(h, todo.items, todo.n, deleted, failed, stats, diag);
-		sp_ct_close(h);
+	if (*hp) {
+		sp_ct_delete_matching(*hp, todo.items, todo.n, deleted, failed, stats, diag);
 	} else {
 		for (size_t i = 0; i < todo.n; i++)
 			failed[i] = true;
@@ -658,5 +668,57 @@ int sp_ct_sync_plan(const char *state_dir, const struct sp_plan *plan, struct sp
 	ret = sp_ct_sync_summary(path, &new, stats, diag);
 	sp_ct_summary_free(&new);
 	free(path);
+	return ret;
+}
+
+struct sp_ct_tracker {
+	char *state_path;
+	bool have_old; /* false until a plan is known: nothing to diff against */
+	struct sp_ct_summary old;
+	struct sp_ct_handle *h; /* opened on first need, reopened after failure */
+};
+
+struct sp_ct_tracker *sp_ct_tracker_new(const char *state_path, struct sp_diag *diag)
+{
+	struct sp_ct_tracker *t = sp_xcalloc(1, sizeof(*t));
+
+	sp_ct_summary_init(&t->old);
+	if (state_path) {
+		t->state_path = sp_xstrdup(state_path);
+		t->have_old = sp_ct_state_load(&t->old, state_path, diag) == 1;
+	}
+	return t;
+}
+
+void sp_ct_tracker_free(struct sp_ct_tracker *t)
+{
+	if (!t)
+		return;
+	sp_ct_close(t->h);
+	sp_ct_summary_free(&t->old);
+	free(t->state_path);
+	free(t);
+}
+
+int sp_ct_tracker_sync(struct sp_ct_tracker *t, const struct sp_plan *plan,
+		       struct sp_ct_stats *stats, struct sp_diag *diag)
+{
+	struct sp_ct_summary new;
+	int ret;
+
+	sp_ct_summary_from_plan(&new, plan);
+	ret = sp_ct_flush_stale_with(&t->h, t->have_old ? &t->old : NULL, &new, &new.pending, stats,
+				     diag);
+	sp_ct_filters_normalize(&new.pending);
+	if (ret && t->h) {
+		/* A socket error may have left replies queued: start clean. */
+		sp_ct_close(t->h);
+		t->h = NULL;
+	}
+	if (t->state_path && sp_ct_state_save(&new, t->state_path, diag) < 0)
+		ret = 1;
+	sp_ct_summary_free(&t->old);
+	t->old = new;
+	t->have_old = true;
 	return ret;
 }
