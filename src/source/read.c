@@ -206,16 +206,26 @@ static void line_col(const char *text, size_t off, size_t *line, size_t *col)
 	}
 }
 
-/* Nesting of the raw text, measured before cJSON recurses into it; the
- * offset of the first bracket past the limit, or (size_t)-1. */
-static size_t depth_violation(const char *text, size_t len, size_t max)
+enum scan_result {
+	SCAN_OK,
+	SCAN_TOO_DEEP,
+	SCAN_TOO_MANY,
+};
+
+/* Nesting and container sizes of the raw text, measured before cJSON
+ * recurses into it or allocates a node per value; *off is where the
+ * first limit was crossed. */
+static enum scan_result scan_structure(const char *text, size_t len,
+				       const struct sp_source_limits *lim, size_t *off)
 {
-	size_t depth = 0;
+	enum scan_result res = SCAN_OK;
+	size_t *members = NULL, depth = 0, cap = 0;
 	bool in_string = false;
 
-	for (size_t i = 0; i < len; i++) {
+	for (size_t i = 0; i < len && res == SCAN_OK; i++) {
 		char ch = text[i];
 
+		*off = i;
 		if (in_string) {
 			if (ch == '\\')
 				i++;
@@ -226,13 +236,19 @@ static size_t depth_violation(const char *text, size_t len, size_t max)
 		if (ch == '"') {
 			in_string = true;
 		} else if (ch == '[' || ch == '{') {
-			if (++depth > max)
-				return i;
+			if (depth + 1 > lim->max_depth)
+				res = SCAN_TOO_DEEP;
+			else
+				*(size_t *)sp_array_push(&members, &depth, &cap, sizeof(*members)) =
+					1;
 		} else if ((ch == ']' || ch == '}') && depth) {
 			depth--;
+		} else if (ch == ',' && depth && ++members[depth - 1] > lim->max_items) {
+			res = SCAN_TOO_MANY;
 		}
 	}
-	return (size_t)-1;
+	free(members);
+	return res;
 }
 
 static bool only_space(const char *p, const char *end)
@@ -261,13 +277,22 @@ int sp_source_read_buffer(struct sp_cluster *c, const char *origin, const char *
 			      len, lim->max_file_bytes);
 		return -1;
 	}
-	off = depth_violation(text, len, lim->max_depth);
-	if (off != (size_t)-1) {
+	switch (scan_structure(text, len, lim, &off)) {
+	case SCAN_OK:
+		break;
+	case SCAN_TOO_DEEP:
 		line_col(text, off, &line, &col);
 		sp_diag_error(diag,
 			      "%s: line %zu column %zu: nested deeper than %zu levels (the "
 			      "max_depth limit)",
 			      origin, line, col, lim->max_depth);
+		return -1;
+	case SCAN_TOO_MANY:
+		line_col(text, off, &line, &col);
+		sp_diag_error(diag,
+			      "%s: line %zu column %zu: more than %zu entries in one array or "
+			      "object (the max_items limit)",
+			      origin, line, col, lim->max_items);
 		return -1;
 	}
 	root = cJSON_ParseWithLengthOpts(text, len, &end, false);

@@ -306,6 +306,15 @@ static void read_ports(struct src_ctx *x, const cJSON *spec, struct sp_service *
 	}
 }
 
+/* The API server refuses link-local external IPs on top of the special
+ * ones. */
+static bool is_link_local(const struct sp_addr *a)
+{
+	if (a->family == AF_INET)
+		return a->u.bytes[0] == 169 && a->u.bytes[1] == 254;
+	return a->family == AF_INET6 && a->u.bytes[0] == 0xfe && (a->u.bytes[1] & 0xc0) == 0x80;
+}
+
 static void read_external_ips(struct src_ctx *x, const cJSON *spec, struct sp_service *s)
 {
 	const cJSON *ips, *it;
@@ -322,10 +331,10 @@ static void read_external_ips(struct src_ctx *x, const cJSON *spec, struct sp_se
 		src_path(path, "spec.externalIPs[%zu]", i++);
 		if (!src_parse_addr(x, it, path, &a))
 			continue;
-		if (sp_addr_is_special(&a)) {
+		if (sp_addr_is_special(&a) || is_link_local(&a)) {
 			src_error(x, path,
 				  "%s is not a usable external IP (unspecified, loopback, "
-				  "multicast or broadcast)",
+				  "link-local, multicast or broadcast)",
 				  src_value_text(it, val, sizeof(val)));
 			continue;
 		}

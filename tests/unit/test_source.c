@@ -226,6 +226,8 @@ static const struct bad_case bad_cases[] = {
 	 "spec.externalIPs[0]: \"not-an-ip\" is not an IP address"},
 	{base_service, "spec.externalIPs", "[\"127.0.0.1\"]", NULL, NULL,
 	 "spec.externalIPs[0]: \"127.0.0.1\" is not a usable external IP"},
+	{base_service, "spec.externalIPs", "[\"192.0.2.1\",\"fe80::1\"]", NULL, NULL,
+	 "spec.externalIPs[1]: \"fe80::1\" is not a usable external IP"},
 	{base_service, "spec.externalIPs", "[5]", NULL, NULL,
 	 "spec.externalIPs[0]: 5 is not a string"},
 	{base_service, "spec.healthCheckNodePort", "-1", NULL, NULL,
@@ -833,6 +835,8 @@ static char *nested(size_t depth)
 	return t;
 }
 
+static const char text_of_list[] = "{\"kind\":\"List\",\"items\":[1,2,3,4]}";
+
 START_TEST(limits_are_enforced)
 {
 	struct sp_source_limits lim;
@@ -871,14 +875,38 @@ START_TEST(limits_are_enforced)
 	sp_source_limits_default(&lim);
 	lim.max_items = 3;
 	ck_assert_int_eq(sp_source_read_path(&c, path, &lim, &d), -1);
-	ck_assert(sp_diag_has(&d, SP_SEV_ERROR, "List: more than 3 items (the max_items limit)"));
-	lim.max_items = 1;
-	ck_assert_int_eq(
-		sp_source_read_buffer(&c, "b.json", base_service, strlen(base_service), &lim, &d),
-		1);
 	ck_assert(sp_diag_has(&d, SP_SEV_ERROR,
-			      "b.json: Service default/web: spec.ports: more than 1 entries (the "
+			      "kubectl-dump.json: line 6 column 6: more than 3 entries in one "
+			      "array or object (the max_items limit)"));
+	/* Trees handed over already parsed: per List and per field. */
+	obj = cJSON_Parse(text_of_list);
+	ck_assert_int_eq(sp_source_read_json(&c, "watch", obj, &lim, &d), -1);
+	ck_assert(sp_diag_has(&d, SP_SEV_ERROR,
+			      "watch: List: more than 3 items (the max_items limit)"));
+	cJSON_Delete(obj);
+	lim.max_items = 1;
+	obj = cJSON_Parse(base_service);
+	ck_assert_int_eq(sp_source_read_json(&c, "watch", obj, &lim, &d), 1);
+	ck_assert(sp_diag_has(&d, SP_SEV_ERROR,
+			      "watch: Service default/web: spec.ports: more than 1 entries (the "
 			      "max_items limit)"));
+	cJSON_Delete(obj);
+	/* A huge flat array is refused before a node is allocated per value. */
+	sp_source_limits_default(&lim);
+	{
+		size_t n = 300000;
+		char *flat = malloc(n * 2 + 16);
+
+		strcpy(flat, "{\"a\":[");
+		for (size_t i = 0; i < n; i++)
+			memcpy(flat + 6 + i * 2, "0,", 2);
+		strcpy(flat + 6 + n * 2 - 1, "]}");
+		ck_assert_int_eq(read_text(&c, &d, flat), -1);
+		ck_assert(sp_diag_has(&d, SP_SEV_ERROR,
+				      "svc.json: line 1 column 200006: more "
+				      "than 100000 entries in one array"));
+		free(flat);
+	}
 	ck_assert_uint_eq(n_objects(&c), 0);
 	free(deep);
 	free(ok);
