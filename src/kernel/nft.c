@@ -149,6 +149,7 @@ static void put_lookup(struct nftnl_rule *r, const char *set, bool verdict_map, 
 
 	nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
 	nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, 0); /* the kernel dumps it */
 	nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, verdict_map ? NFT_REG_VERDICT : nreg(dreg32));
 	nftnl_rule_add_expr(r, e);
 }
@@ -288,6 +289,8 @@ static void put_stmt(struct nftnl_rule *r, int family, const struct sp_nft_stmt 
 		nftnl_expr_set_u32(e, NFTNL_EXPR_DYNSET_SREG_KEY, NFT_REG_1);
 		nftnl_expr_set_u32(e, NFTNL_EXPR_DYNSET_SREG_DATA, NFT_REG_2);
 		nftnl_expr_set_str(e, NFTNL_EXPR_DYNSET_SET_NAME, s->set);
+		/* 0: the map's own timeout; the kernel dumps it anyway. */
+		nftnl_expr_set_u64(e, NFTNL_EXPR_DYNSET_TIMEOUT, 0);
 		nftnl_rule_add_expr(r, e);
 		break;
 	case SP_NFT_DNAT_MAP:
@@ -529,6 +532,8 @@ static struct nftnl_set *set_build(const struct sp_nft_table *t, const struct sp
 	return ns;
 }
 
+static uint32_t set_ids;
+
 void sp_nft_put_set(struct sp_nl *nl, struct sp_nl_batch *b, const struct sp_nft_table *t,
 		    const struct sp_nft_set *s, enum sp_nft_op op)
 {
@@ -541,6 +546,9 @@ void sp_nft_put_set(struct sp_nl *nl, struct sp_nl_batch *b, const struct sp_nft
 		uint32_t ktype = 0, klen = 0;
 
 		key_shape(t->family, s->key, &ktype, &klen);
+		/* The kernel requires an id, unique within the batch, by
+		 * which later messages could name the new set. */
+		nftnl_set_set_u32(ns, NFTNL_SET_ID, ++set_ids);
 		nftnl_set_set_u32(ns, NFTNL_SET_KEY_TYPE, ktype);
 		nftnl_set_set_u32(ns, NFTNL_SET_KEY_LEN, klen);
 		if (s->affinity) {

@@ -8,6 +8,7 @@
 #include "svcproxy/backend.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <linux/netlink.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,8 +121,10 @@ static void add_whole_table(struct plan_ops *p, const struct sp_nft_table *t)
 			     (struct op){.kind = OP_ADD_ELEM, .t = t, .s = s, .e = &s->elems[j]});
 		p->changed += 1 + s->n_elems;
 	}
-	for (size_t i = 0; i < t->n_chains; i++)
+	for (size_t i = 0; i < t->n_chains; i++) {
 		add_whole_chain(p, t, &t->chains[i], true);
+		p->rules_total += t->chains[i].n_rules;
+	}
 	p->changed += t->n_chains;
 }
 
@@ -140,6 +143,9 @@ static bool chain_same(int family, const struct sp_nft_chain *want, const struct
 		if (h->foreign && !h->n_stmts) {
 			char *sig = sp_nft_rule_signature(family, &want->rules[i]);
 			bool same = !strcmp(sig, h->foreign);
+
+			if (!same && getenv("SVCPROXY_NFT_DEBUG"))
+				fprintf(stderr, "want %s\nhave %s\n", sig, h->foreign);
 
 			free(sig);
 			if (!same)
