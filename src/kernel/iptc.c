@@ -661,70 +661,95 @@ static int sync_user_chains(struct table_job *j)
 	return ret;
 }
 
-static bool rule_in_chain(const struct sp_ipt_rule *r, const struct sp_ipt_chain *c)
+static bool same_rule(const struct sp_ipt_rule *a, const struct sp_ipt_rule *b)
 {
-	struct sp_ipt_chain one = {.rules = (struct sp_ipt_rule *)r, .n_rules = 1};
+	struct sp_ipt_chain x = {.rules = (struct sp_ipt_rule *)a, .n_rules = 1};
+	struct sp_ipt_chain y = {.rules = (struct sp_ipt_rule *)b, .n_rules = 1};
 
-	for (size_t i = 0; i < c->n_rules; i++) {
-		struct sp_ipt_chain other = {.rules = &c->rules[i], .n_rules = 1};
+	return sp_ipt_chain_equal(&x, &y);
+}
 
-		if (sp_ipt_chain_equal(&one, &other))
+static bool wanted_rule(const struct sp_ipt_rule *r, const struct sp_ipt_chain *want)
+{
+	for (size_t i = 0; i < want->n_rules; i++) {
+		if (same_rule(r, &want->rules[i]))
 			return true;
 	}
 	return false;
 }
 
-static void diff_insert(struct table_job *j, const char *chain, const struct sp_ipt_rule *r)
+static bool jumps_to_owned(const struct table_job *j, const struct sp_ipt_rule *r)
+{
+	return (r->target.kind == SP_IPT_T_JUMP || r->target.kind == SP_IPT_T_GOTO) &&
+	       sp_iptc_owned(j->own, r->target.chain);
+}
+
+static void diff_insert(struct table_job *j, const char *chain, size_t pos,
+			const struct sp_ipt_rule *r)
 {
 	struct sp_buf line;
 
 	sp_buf_init(&line);
 	sp_ipt_print_rule(chain, r, &line);
-	/* "-A CHAIN rest" -> "-I CHAIN 1 rest" */
-	sp_buf_addf(&j->body, "-I %s 1%s", chain, line.data + 3 + strlen(chain));
+	/* "-A CHAIN rest" -> "-I CHAIN pos rest" */
+	sp_buf_addf(&j->body, "-I %s %zu%s", chain, pos, line.data + 3 + strlen(chain));
 	sp_buf_free(&line);
 }
 
-/* Hook chains: insert the wanted jumps that are missing (so that they end
- * up in the wanted order at the head), delete jumps to owned chains that
- * are no longer wanted. */
+/* Hook chains: delete jumps to owned chains that are no longer wanted, then
+ * insert each missing wanted jump right after the wanted one before it (at
+ * the head for the first), so that a repaired chain is in the wanted order
+ * again. v mirrors the kernel chain as it is being edited. */
 static int sync_builtin_chain(struct table_job *j, const struct sp_ipt_chain *want)
 {
 	struct sp_ipt_chain have = {0};
+	const struct sp_ipt_rule **v;
+	size_t n, next = 0;
 	bool touched = false;
 	int ret = 0;
 
 	read_chain(want->name, j->h, &have);
-	for (size_t n = have.n_rules; n > 0 && ret == 0; n--) {
-		const struct sp_ipt_rule *r = &have.rules[n - 1];
-		bool jumps_to_ours =
-			(r->target.kind == SP_IPT_T_JUMP || r->target.kind == SP_IPT_T_GOTO) &&
-			sp_iptc_owned(j->own, r->target.chain);
-
-		if (!jumps_to_ours || rule_in_chain(r, want))
+	n = have.n_rules;
+	v = sp_xcalloc(n + want->n_rules + 1, sizeof(*v));
+	for (size_t i = 0; i < n; i++)
+		v[i] = &have.rules[i];
+	for (size_t k = n; k-- > 0 && ret == 0;) {
+		if (!jumps_to_owned(j, v[k]) || wanted_rule(v[k], want))
 			continue;
 		touched = true;
 		if (j->diff)
-			sp_buf_addf(&j->body, "-D %s %zu\n", want->name, n);
-		else if (!iptc_delete_num_entry(want->name, (unsigned)(n - 1), j->h))
+			sp_buf_addf(&j->body, "-D %s %zu\n", want->name, k + 1);
+		else if (!iptc_delete_num_entry(want->name, (unsigned)k, j->h))
 			ret = fail(j, "deleting a stale jump", want->name);
+		memmove(v + k, v + k + 1, (n - k - 1) * sizeof(*v));
+		n--;
 	}
-	for (size_t n = want->n_rules; n > 0 && ret == 0; n--) {
-		struct entry_buf *b;
+	for (size_t i = 0; i < want->n_rules && ret == 0; i++) {
+		const struct sp_ipt_rule *r = &want->rules[i];
+		size_t k = 0;
 
-		if (rule_in_chain(&want->rules[n - 1], &have))
-			continue;
-		touched = true;
-		if (j->diff) {
-			diff_insert(j, want->name, &want->rules[n - 1]);
+		while (k < n && !same_rule(v[k], r))
+			k++;
+		if (k < n) {
+			next = k + 1;
 			continue;
 		}
-		b = sp_xmalloc(sizeof(*b));
-		encode_rule(&want->rules[n - 1], b);
-		if (!iptc_insert_entry(want->name, &b->u.e, 0, j->h))
-			ret = fail(j, "inserting a jump", want->name);
-		free(b);
+		touched = true;
+		if (j->diff) {
+			diff_insert(j, want->name, next + 1, r);
+		} else {
+			struct entry_buf *b = sp_xmalloc(sizeof(*b));
+
+			encode_rule(r, b);
+			if (!iptc_insert_entry(want->name, &b->u.e, (unsigned)next, j->h))
+				ret = fail(j, "inserting a jump", want->name);
+			free(b);
+		}
+		memmove(v + next + 1, v + next, (n - next) * sizeof(*v));
+		v[next++] = r;
+		n++;
 	}
+	free(v);
 	sp_ipt_chain_free(&have);
 	if (touched) {
 		j->changed = true;

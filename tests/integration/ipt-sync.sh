@@ -1,0 +1,164 @@
+#!/bin/sh
+# iptables mode against the kernel (legacy x_tables through libiptc), in a
+# network namespace this test creates:
+#  - after a sync, iptables-legacy-save of filter and nat equals the plan
+#    (modulo counters), and a second sync commits nothing;
+#  - one endpoint change rewrites only the chains it touches: one commit,
+#    three chains (its KUBE-SVC, the old KUBE-SEP gone, the new one added),
+#    shown with the stats and the before/after save diff;
+#  - a chain deleted by hand, a hook jump deleted by hand and a rule edited
+#    by hand are all back after the next sync (diff says so first);
+#  - other people's chains and rules (also a KUBE-* chain that is not ours)
+#    are never touched, neither by sync nor by cleanup;
+#  - with the xtables lock held by someone else, the agent waits, then gives
+#    up with a clear message and changes nothing;
+#  - cleanup leaves none of the agent's chains or jumps.
+set -eu
+
+: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+: "${top_builddir:=$top_srcdir}"
+DRIVE="$top_builddir/tests/helpers/sp-ipt-drive"
+[ -x "$DRIVE" ] || { echo "missing $DRIVE (make check builds it)"; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
+
+NS="sp-ipts-$$"
+TMP=$(mktemp -d /tmp/sp-ipts.XXXXXX)
+SRC="$top_srcdir/tests/integration/ipt-example.json"
+OPTS="--node node-1 --cluster-cidr 10.244.0.0/16"
+cleanup() {
+	ip netns del "$NS" 2>/dev/null || true
+	rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+fail() { echo "FAIL: $*"; exit 1; }
+
+in_ns() { timeout 60 ip netns exec "$NS" "$@"; }
+ipt() { in_ns iptables-legacy "$@"; }
+drive() { in_ns "$DRIVE" $OPTS "$@"; }
+save() { # table -> normalised iptables-legacy-save text
+	in_ns iptables-legacy-save -t "$1" | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]/[0:0]/'
+}
+plan_table() { # plan file, table
+	sed -n "/^\*$2\$/,/^COMMIT\$/p" "$1"
+}
+sync_stats() { # sources... -> "messages changed" of the sync
+	drive --stats sync "$@" 2> "$TMP/sync.err" > /dev/null ||
+		fail "sync failed: $(cat "$TMP/sync.err")"
+	sed -n 's/^stats: messages_sent \([0-9]*\) objects_changed \([0-9]*\).*/\1 \2/p' \
+		"$TMP/sync.err"
+}
+expect_stats() { # expected "messages changed", what, sources...
+	want=$1 what=$2
+	shift 2
+	got=$(sync_stats "$@")
+	echo "$what: messages_sent/objects_changed = $got"
+	[ "$got" = "$want" ] || fail "$what: expected $want, got $got"
+}
+expect_plan_equals_kernel() { # plan file, what (other people's rules left out)
+	for t in filter nat; do
+		plan_table "$1" $t > "$TMP/want.$t"
+		save $t | grep -v -e OTHER -e CANARY -e 10.9.0.0 > "$TMP/have.$t"
+		diff -u "$TMP/want.$t" "$TMP/have.$t" > "$TMP/delta" ||
+			fail "$2: $t table differs from the plan: $(cat "$TMP/delta")"
+	done
+	echo "ok: $2: iptables-legacy-save equals the plan"
+}
+
+ip netns add "$NS"
+drive plan "$SRC" > "$TMP/plan1" 2>/dev/null
+
+# 1. First sync in a fresh namespace: two commits (filter, nat), then the
+# kernel is the plan.
+drive --stats sync "$SRC" 2> "$TMP/sync.err" || fail "first sync: $(cat "$TMP/sync.err")"
+grep -q '^stats: messages_sent 2 ' "$TMP/sync.err" || fail "first sync: $(cat "$TMP/sync.err")"
+expect_plan_equals_kernel "$TMP/plan1" "first sync"
+expect_stats "0 0" "second sync, nothing changed" "$SRC"
+drive diff "$SRC" > "$TMP/diff" 2>/dev/null || fail "diff after sync: $(cat "$TMP/diff")"
+
+# 2. Other people's rules: a chain of theirs in each table, a KUBE-* chain
+# that is not ours, rules in the hook chains.
+ipt -t filter -N OTHER-FW
+ipt -t filter -A OTHER-FW -s 192.0.2.99/32 -j ACCEPT
+ipt -t filter -A INPUT -j OTHER-FW
+ipt -t nat -N KUBE-KUBELET-CANARY
+ipt -t nat -A POSTROUTING -s 10.9.0.0/16 -j MASQUERADE
+save filter | grep -v KUBE- > "$TMP/foreign.filter"
+save nat | grep -e OTHER -e CANARY -e 10.9.0.0 > "$TMP/foreign.nat"
+expect_stats "0 0" "sync with foreign rules present" "$SRC"
+
+# 3. One endpoint of default/web moves: only its chains change.
+sed 's/"10.244.2.10"/"10.244.2.11"/' "$SRC" > "$TMP/moved.json"
+drive plan "$TMP/moved.json" > "$TMP/plan2" 2>/dev/null
+save nat > "$TMP/before.nat"
+expect_stats "1 3" "one endpoint changed" "$TMP/moved.json"
+save nat > "$TMP/after.nat"
+diff "$TMP/before.nat" "$TMP/after.nat" > "$TMP/ep.diff" || true
+echo "--- nat table, before/after the endpoint change:"
+cat "$TMP/ep.diff"
+svc=$(grep -o 'default/web:http cluster IP" -m tcp --dport 80 -j KUBE-SVC-[A-Z0-9]*' \
+	"$TMP/plan2" | sed 's/.*-j //')
+old=$(grep -o 'KUBE-SEP-[A-Z0-9]*' "$TMP/plan1" | sort -u > "$TMP/s1"; \
+	grep -o 'KUBE-SEP-[A-Z0-9]*' "$TMP/plan2" | sort -u > "$TMP/s2"; comm -23 "$TMP/s1" "$TMP/s2")
+new=$(comm -13 "$TMP/s1" "$TMP/s2")
+[ -n "$svc" ] && [ -n "$old" ] && [ -n "$new" ] || fail "cannot name the changed chains"
+grep '^[<>]' "$TMP/ep.diff" | sed 's/^[<>] //; s/^-A //; s/^://; s/ .*//' | sort -u > "$TMP/touched"
+printf '%s\n' "$svc" "$old" "$new" | sort -u > "$TMP/expected"
+cmp -s "$TMP/touched" "$TMP/expected" ||
+	fail "the change touched other chains: $(tr '\n' ' ' < "$TMP/touched")"
+echo "ok: only $svc, $old (gone) and $new (new) changed"
+cmp -s "$TMP/foreign.nat" "$(save nat | grep -e OTHER -e CANARY -e 10.9.0.0 > "$TMP/f2"; echo "$TMP/f2")" ||
+	fail "foreign nat rules changed"
+
+# 4. Drift repair: a chain deleted by hand, a hook jump deleted, a rule
+# edited. diff reports it (exit 1), sync repairs it.
+sticky=$(grep -o 'default/sticky cluster IP" -m tcp --dport 9000 -j KUBE-SVC-[A-Z0-9]*' \
+	"$TMP/plan2" | sed 's/.*-j //')
+sep=$(grep "^-A $sticky " "$TMP/plan2" | grep -o 'KUBE-SEP-[A-Z0-9]*$' | head -n 1)
+ipt -t nat -F "$sticky"
+ipt -t nat -F "$sep"
+ipt -t nat -X "$sep"
+ipt -t nat -D PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+ipt -t nat -R KUBE-MARK-MASQ 1 -j MARK --or-mark 0x8000
+ipt -t filter -D FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD
+rc=0
+drive diff "$TMP/moved.json" > "$TMP/diff" 2>/dev/null || rc=$?
+[ "$rc" = 1 ] || fail "diff after drift exited $rc: $(cat "$TMP/diff")"
+grep -q "^:$sep " "$TMP/diff" || fail "diff does not name the deleted chain"
+grep -q '^-I PREROUTING 1 ' "$TMP/diff" || fail "diff does not restore the hook jump"
+expect_stats "2 5" "drift repair" "$TMP/moved.json"
+expect_plan_equals_kernel "$TMP/plan2" "after drift repair"
+[ "$(save filter | grep -v KUBE-)" = "$(cat "$TMP/foreign.filter")" ] ||
+	fail "foreign filter rules changed"
+
+# 5. The xtables lock held by someone else: wait, give up, change nothing.
+export XTABLES_LOCKFILE="$TMP/xtables.lock"
+: > "$XTABLES_LOCKFILE"
+flock "$XTABLES_LOCKFILE" sleep 5 &
+holder=$!
+sleep 0.3
+rc=0
+drive --lock-timeout-ms 300 cleanup 2> "$TMP/lock.err" || rc=$?
+kill "$holder" 2>/dev/null || true
+wait "$holder" 2>/dev/null || true
+[ "$rc" = 2 ] || fail "cleanup with the lock held exited $rc"
+grep -q "xtables lock $XTABLES_LOCKFILE: still held" "$TMP/lock.err" ||
+	fail "no clear lock message: $(cat "$TMP/lock.err")"
+expect_plan_equals_kernel "$TMP/plan2" "lock held: nothing changed"
+unset XTABLES_LOCKFILE
+
+# 6. Cleanup: none of ours left, all of theirs still there; twice is fine.
+drive cleanup 2> "$TMP/err" || fail "cleanup: $(cat "$TMP/err")"
+drive cleanup 2> "$TMP/err" || fail "second cleanup: $(cat "$TMP/err")"
+for t in filter nat; do
+	save $t > "$TMP/left.$t"
+	if grep -E 'KUBE-(SERVICES|NODEPORTS|EXTERNAL|FORWARD|PROXY-FIREWALL|POSTROUTING|MARK-MASQ|SVC-|SVL-|EXT-|FW-|SEP-)' \
+		"$TMP/left.$t"; then
+		fail "cleanup left the agent's rules in $t"
+	fi
+done
+[ "$(grep -v KUBE- "$TMP/left.filter")" = "$(cat "$TMP/foreign.filter")" ] ||
+	fail "cleanup touched foreign filter rules"
+[ "$(grep -e OTHER -e CANARY -e 10.9.0.0 "$TMP/left.nat")" = "$(cat "$TMP/foreign.nat")" ] ||
+	fail "cleanup touched foreign nat rules"
+echo "ok: cleanup removed everything of ours and nothing else"
+echo "PASS"
