@@ -491,7 +491,7 @@ bool src_read_metadata(struct src_ctx *x, const cJSON *obj, bool namespaced, con
 		       const char **name)
 {
 	unsigned before = x->n_errors;
-	const cJSON *meta;
+	const cJSON *meta, *map;
 
 	*ns = NULL;
 	*name = NULL;
@@ -507,6 +507,8 @@ bool src_read_metadata(struct src_ctx *x, const cJSON *obj, bool namespaced, con
 	if (namespaced && metadata_string(x, meta, "namespace", ns) &&
 	    !src_check_dns_label(x, *ns, "metadata.namespace"))
 		*ns = NULL;
+	src_get_object(x, meta, "metadata", "labels", &map);
+	src_get_object(x, meta, "metadata", "annotations", &map);
 	return x->n_errors == before && *name && (!namespaced || *ns);
 }
 
@@ -518,12 +520,8 @@ const char *src_get_label(struct src_ctx *x, const cJSON *obj, const char *map, 
 	if (!cJSON_IsObject(meta))
 		return NULL;
 	m = src_get(meta, map);
-	if (!m)
-		return NULL;
-	if (!cJSON_IsObject(m)) {
-		type_error(x, m, "metadata", map, "an object");
-		return NULL;
-	}
+	if (!cJSON_IsObject(m))
+		return NULL; /* src_read_metadata reported it */
 	v = src_get(m, key);
 	if (!v)
 		return NULL;

@@ -256,6 +256,10 @@ static const struct bad_case bad_cases[] = {
 	 "valid label value"},
 	{base_service, "metadata.annotations[kubernetes.io/elb.pass-through]", "true", NULL, NULL,
 	 "metadata.annotations[kubernetes.io/elb.pass-through]: true is not a string"},
+	{base_service, "metadata.labels", "[\"a\"]", NULL, NULL,
+	 "Service default/web: metadata.labels: [...] is not an object"},
+	{base_slice, "metadata.annotations", "\"a=b\"", NULL, NULL,
+	 "EndpointSlice default/web-abc: metadata.annotations: \"a=b\" is not an object"},
 	{base_slice, "addressType", "\"IPv5\"", NULL, NULL,
 	 "svc.json: EndpointSlice default/web-abc: addressType: \"IPv5\" is not one of IPv4, "
 	 "IPv6, FQDN"},
