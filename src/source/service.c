@@ -264,13 +264,12 @@ static void read_port(struct src_ctx *x, struct sp_service *s, const cJSON *p, s
 		return;
 	}
 	src_path(path, "%s.name", base);
-	if (src_get_string(x, p, base, "name", &name) && *name &&
-	    !src_check_dns_label(x, name, path))
+	if (!src_get_string(x, p, base, "name", &name) && src_get(p, "name"))
+		return; /* not a string: reported */
+	if (name && *name && !src_check_dns_label(x, name, path))
 		return;
-	if ((!name || !*name) && count > 1 && !src_get(p, "name"))
+	if ((!name || !*name) && count > 1)
 		src_error(x, path, "required value is missing (the Service has %zu ports)", count);
-	else if ((!name || !*name) && count > 1)
-		src_error(x, path, "\"\" is empty (the Service has %zu ports)", count);
 	read_protocol(x, p, base, &sp->protocol);
 	if (!src_get_int(x, p, base, "port", 1, 65535, "is not a port", &port) &&
 	    !src_get(p, "port")) {
