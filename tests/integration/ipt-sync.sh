@@ -2,7 +2,8 @@
 # iptables mode against the kernel (legacy x_tables through libiptc), in a
 # network namespace this test creates:
 #  - after a sync, iptables-legacy-save of filter and nat equals the plan
-#    (modulo counters), and a second sync commits nothing;
+#    (modulo counters), so does the state read back through libiptc, and a
+#    second sync commits nothing;
 #  - one endpoint change rewrites only the chains it touches: one commit,
 #    three chains (its KUBE-SVC, the old KUBE-SEP gone, the new one added),
 #    shown with the stats and the before/after save diff;
@@ -73,6 +74,9 @@ drive --stats sync "$SRC" 2> "$TMP/sync.err" || fail "first sync: $(cat "$TMP/sy
 grep -q '^stats: messages_sent 2 ' "$TMP/sync.err" || fail "first sync: $(cat "$TMP/sync.err")"
 expect_plan_equals_kernel "$TMP/plan1" "first sync"
 expect_stats "0 0" "second sync, nothing changed" "$SRC"
+drive state > "$TMP/state" 2>/dev/null || fail "state failed"
+cmp -s "$TMP/plan1" "$TMP/state" || fail "state read back differs from the plan: $(diff "$TMP/plan1" "$TMP/state")"
+echo "ok: the state read back prints as the plan"
 drive diff "$SRC" > "$TMP/diff" 2>/dev/null || fail "diff after sync: $(cat "$TMP/diff")"
 
 # 2. Other people's rules: a chain of theirs in each table, a KUBE-* chain
