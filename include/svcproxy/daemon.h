@@ -46,6 +46,12 @@ struct sp_daemon_opts {
 	/* NULL: SIGHUP re-reads the sources but keeps the configuration. */
 	sp_daemon_reload_fn reload;
 	void *reload_arg;
+	/* Where the conntrack flusher keeps the summary of the last programmed
+	 * plan; NULL: SP_CT_DEFAULT_STATE_DIR (/run/svcproxy). */
+	const char *state_dir;
+	/* Do not flush stale conntrack entries (tests with a fake backend,
+	 * which must not touch the host's conntrack table). */
+	bool no_conntrack_flush;
 };
 
 /* Run until SIGTERM or SIGINT. The kernel state stays programmed on exit

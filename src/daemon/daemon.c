@@ -22,6 +22,7 @@
 #include "log.h"
 #include "loop.h"
 #include "state.h"
+#include "svcproxy/conntrack.h"
 #include "svcproxy/plan.h"
 #include "svcproxy/source.h"
 
@@ -33,6 +34,7 @@ struct sp_daemon {
 	struct sp_config *cfg;
 	const struct sp_backend_ops *ops;
 	struct sp_backend *be;
+	struct sp_ct_tracker *ct; /* NULL: no conntrack flushing */
 	struct sp_source_limits lim;
 	int epfd;
 	struct sp_dwatch sig_w, sync_w, wd_w, files_w;
@@ -265,6 +267,7 @@ static void do_sync(struct sp_daemon *d, bool full)
 	struct sp_plan plan;
 	struct sp_diag diag;
 	struct sp_sync_stats stats = {0};
+	struct sp_ct_stats ct_stats = {0};
 	int64_t start = mono_now(), end, real;
 	double secs;
 	int r;
@@ -281,9 +284,15 @@ static void do_sync(struct sp_daemon *d, bool full)
 	real = sp_dclock_ns(CLOCK_REALTIME);
 	secs = (double)(end - start) / 1e9;
 	d->last_attempt_ns = end;
+
+	/* After the rules, never before: a flush ahead of them would let the
+	 * next packet recreate the stale entry through the old rules. */
+	if (r >= 0 && d->ct)
+		sp_ct_tracker_sync(d->ct, &plan, &ct_stats, &diag);
 	sp_dlog_diag(&d->dedup_sync, &diag, NULL);
 
 	pthread_mutex_lock(&d->sh.lock);
+	d->sh.m.conntrack_flushed_total += ct_stats.entries_deleted;
 	sp_dhist_observe(&d->sh.m.sync_duration, secs);
 	sp_dhist_observe(full ? &d->sh.m.sync_full : &d->sh.m.sync_partial, secs);
 	if (r < 0) {
@@ -546,6 +555,12 @@ static int setup(struct sp_daemon *d, sigset_t *old_mask, struct sp_diag *diag)
 				 diag);
 	if (!d->http)
 		return -1;
+	if (!d->opts->no_conntrack_flush) {
+		char *path = sp_ct_state_path(d->opts->state_dir, d->ops->mode);
+
+		d->ct = sp_ct_tracker_new(path, diag);
+		free(path);
+	}
 	if (d->opts->n_sources) {
 		d->files = sp_dfiles_open(d->opts->sources, d->opts->n_sources, &d->lim, diag);
 		if (!d->files)
@@ -576,6 +591,8 @@ static void teardown(struct sp_daemon *d, const sigset_t *old_mask)
 	sp_dfiles_close(d->files);
 	if (d->be)
 		d->ops->close(d->be);
+	if (d->ct)
+		sp_ct_tracker_free(d->ct);
 	if (d->sig_w.fd >= 0)
 		close(d->sig_w.fd);
 	if (d->sync_w.fd >= 0)

@@ -352,6 +352,31 @@ static long http_get(int port, const char *path, struct sp_buf *body)
 	return status;
 }
 
+/* The sync line is written from inside the backend, before the daemon
+ * publishes the result: poll for the expected answer. */
+static long http_wait(int port, const char *path, long want, struct sp_buf *body)
+{
+	long got = 0;
+
+	for (int i = 0; i < 50; i++) {
+		got = http_get(port, path, body);
+		if (got == want)
+			break;
+		usleep(100000);
+	}
+	return got;
+}
+
+static bool http_wait_text(int port, const char *path, const char *text, struct sp_buf *body)
+{
+	for (int i = 0; i < 50; i++) {
+		if (http_get(port, path, body) == 200 && !strcmp(body->data, text))
+			return true;
+		usleep(100000);
+	}
+	return false;
+}
+
 /* Atomic replace, as a careful writer (and kubectl, and ConfigMaps) do. */
 static void put_file(const char *dir, const char *name, const char *text)
 {
@@ -431,6 +456,7 @@ START_TEST(loop_with_fake_backend)
 			.log_level = SP_LOG_INFO,
 			.reload = reload_cfg,
 			.reload_arg = ports,
+			.no_conntrack_flush = true,
 		};
 		int r;
 
@@ -449,14 +475,13 @@ START_TEST(loop_with_fake_backend)
 	sp_buf_init(&body);
 
 	expect_sync(fds[0], "sync full=1 svcports=1 result=ok");
-	ck_assert_int_eq(http_get(ports[0], "/healthz", &body), 200);
+	ck_assert(http_wait_text(ports[1], "/rules", "# fake plan: 1 svcports\n", &body));
+	ck_assert_int_eq(http_wait(ports[0], "/healthz", 200, &body), 200);
 	ck_assert_ptr_nonnull(strstr(body.data, "\"nodeEligible\": true}"));
 	ck_assert_int_eq(http_get(ports[0], "/livez", &body), 200);
 	ck_assert_ptr_null(strstr(body.data, "nodeEligible"));
 	ck_assert_int_eq(http_get(ports[1], "/proxyMode", &body), 200);
 	ck_assert_str_eq(body.data, "nftables");
-	ck_assert_int_eq(http_get(ports[1], "/rules", &body), 200);
-	ck_assert_str_eq(body.data, "# fake plan: 1 svcports\n");
 	ck_assert_int_eq(http_get(ports[1], "/metrics", &body), 200);
 	ck_assert_ptr_nonnull(
 		strstr(body.data, "kubeproxy_sync_full_proxy_rules_duration_seconds_count 1\n"));
@@ -468,7 +493,7 @@ START_TEST(loop_with_fake_backend)
 	put_file(dir, "api.json", text);
 	free(text);
 	expect_sync(fds[0], "sync full=0 svcports=2 result=ok");
-	ck_assert_int_eq(http_get(ports[2], "/", &body), 200);
+	ck_assert_int_eq(http_wait(ports[2], "/", 200, &body), 200);
 	ck_assert_ptr_nonnull(strstr(body.data, "\"localEndpoints\": 1,"));
 	ck_assert_ptr_nonnull(strstr(body.data, "\"name\": \"api\""));
 	ck_assert_int_eq(http_get(ports[1], "/metrics", &body), 200);
@@ -482,7 +507,7 @@ START_TEST(loop_with_fake_backend)
 	put_file(dir, "api.json", text);
 	free(text);
 	expect_sync(fds[0], "sync full=0 svcports=2 result=ok");
-	ck_assert_int_eq(http_get(ports[2], "/", &body), 503);
+	ck_assert_int_eq(http_wait(ports[2], "/", 503, &body), 503);
 	ck_assert_ptr_nonnull(strstr(body.data, "\"localEndpoints\": 0,"));
 
 	/* A half-written file changes nothing: no sync, web stays. */
@@ -503,15 +528,15 @@ START_TEST(loop_with_fake_backend)
 	unlink(text);
 	free(text);
 	expect_sync(fds[0], "sync full=0 svcports=1 result=fail");
-	ck_assert_int_eq(http_get(ports[0], "/healthz", &body), 503);
+	ck_assert_int_eq(http_wait(ports[0], "/healthz", 503, &body), 503);
 	ck_assert_int_eq(http_get(ports[1], "/metrics", &body), 200);
 	ck_assert_ptr_nonnull(strstr(body.data, "svcproxy_sync_errors_total 1\n"));
 	/* the health check server of the removed Service stays until a
 	 * sync succeeds */
 	unlink(fail_file);
 	expect_sync(fds[0], "sync full=1 svcports=1 result=ok");
-	ck_assert_int_eq(http_get(ports[0], "/healthz", &body), 200);
-	ck_assert_int_eq(http_get(ports[2], "/", &body), 0); /* no longer served */
+	ck_assert_int_eq(http_wait(ports[0], "/healthz", 200, &body), 200);
+	ck_assert_int_eq(http_wait(ports[2], "/", 0, &body), 0); /* no longer served */
 
 	/* SIGHUP: reload, then a full sync. */
 	kill(pid, SIGHUP);
