@@ -154,12 +154,20 @@ static struct nlmsghdr *build_dump(struct sp_ct_handle *h, int family, const str
 
 	if (!f || h->kernel_filter_refused)
 		return nlh;
+	uint32_t flags = SP_CTA_FILTER_PROTO_NUM | SP_CTA_FILTER_PROTO_DST_PORT;
+
+	/* The kernel's IPv6 address test in dump filters is inverted:
+	 * ctnetlink_filter_match_tuple() skips an entry when
+	 * !ipv6_addr_cmp(), i.e. when the addresses are equal (seen on 6.18,
+	 * tests/integration/conntrack-filters.sh catches it). For IPv6 only
+	 * protocol and port go to the kernel; the address is tested here like
+	 * every other criterion. */
+	if (family == AF_INET)
+		flags |= SP_CTA_FILTER_IP_DST;
 	put_tuple(nlh, CTA_TUPLE_ORIG, NULL, &f->orig_dst, f->protocol, NULL, f->orig_dport);
 	struct nlattr *nest = mnl_attr_nest_start(nlh, CTA_FILTER);
 
-	mnl_attr_put_u32(nlh, CTA_FILTER_ORIG_FLAGS,
-			 SP_CTA_FILTER_IP_DST | SP_CTA_FILTER_PROTO_NUM |
-				 SP_CTA_FILTER_PROTO_DST_PORT);
+	mnl_attr_put_u32(nlh, CTA_FILTER_ORIG_FLAGS, flags);
 	mnl_attr_put_u32(nlh, CTA_FILTER_REPLY_FLAGS, 0);
 	mnl_attr_nest_end(nlh, nest);
 	return nlh;

@@ -39,7 +39,7 @@ static void load(struct sp_ct_summary *s, const char *path, struct sp_diag *d)
 	char *text = slurp(path);
 
 	if (sp_ct_summary_from_json(s, text, path, d) < 0) {
-		fprintf(stderr, "sp-ctflush: %s: %s\n", path, d->msgs[d->n_msgs - 1].text);
+		fprintf(stderr, "sp-ctflush: %s\n", d->msgs[d->n_msgs - 1].text);
 		exit(2);
 	}
 	free(text);
