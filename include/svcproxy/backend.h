@@ -14,11 +14,11 @@
 
 /* What one sync did, for tests, logs and metrics. */
 struct sp_sync_stats {
-	bool full;               /* read back everything (else: from the cache) */
-	size_t messages_sent;    /* netlink messages (or libiptc commits) */
-	size_t objects_changed;  /* chains, map elements, virtual servers, ... */
+	bool full;		/* read back everything (else: from the cache) */
+	size_t messages_sent;	/* netlink messages (or libiptc commits) */
+	size_t objects_changed; /* chains, map elements, virtual servers, ... */
 	size_t objects_unchanged;
-	size_t rules_total;      /* in the programmed state, for metrics */
+	size_t rules_total; /* in the programmed state, for metrics */
 };
 
 struct sp_backend;

@@ -27,8 +27,8 @@ enum sp_ipvs_capture {
 };
 
 struct sp_config {
-	enum sp_mode mode; /* default iptables, as kube-proxy on Linux */
-	char *hostname; /* --hostname-override; else the host name */
+	enum sp_mode mode;	       /* default iptables, as kube-proxy on Linux */
+	char *hostname;		       /* --hostname-override; else the host name */
 	struct sp_cidr *cluster_cidrs; /* --cluster-cidr (comma list) */
 	size_t n_cluster_cidrs;
 	/* --nodeport-addresses: empty means every node address. */
@@ -39,15 +39,15 @@ struct sp_config {
 	size_t n_node_ips;
 	bool masquerade_all;
 	unsigned masquerade_bit; /* --iptables-masquerade-bit, default 14 */
-	char *ipvs_scheduler; /* default "rr" */
+	char *ipvs_scheduler;	 /* default "rr" */
 	bool ipvs_strict_arp;
 	enum sp_ipvs_capture ipvs_capture;
 	uint32_t ipvs_graceful_period_ms; /* real server drain time, default 15 s */
-	unsigned sync_period_ms; /* --sync-period, default 30 s */
-	unsigned min_sync_period_ms; /* --min-sync-period, default 1 s */
-	char *healthz_bind_address; /* default 0.0.0.0:10256 */
-	char *metrics_bind_address; /* default 127.0.0.1:10249 */
-	char *config_file; /* --config, for messages and SIGHUP */
+	unsigned sync_period_ms;	  /* --sync-period, default 30 s */
+	unsigned min_sync_period_ms;	  /* --min-sync-period, default 1 s */
+	char *healthz_bind_address;	  /* default 0.0.0.0:10256 */
+	char *metrics_bind_address;	  /* default 127.0.0.1:10249 */
+	char *config_file;		  /* --config, for messages and SIGHUP */
 };
 
 void sp_config_init(struct sp_config *cfg); /* kube-proxy's defaults */

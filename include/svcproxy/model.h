@@ -26,15 +26,15 @@ enum sp_service_type {
 };
 
 struct sp_service_port {
-	char *name; /* "" when the Service has a single unnamed port */
+	char *name;	  /* "" when the Service has a single unnamed port */
 	uint8_t protocol; /* IPPROTO_TCP, IPPROTO_UDP or IPPROTO_SCTP */
 	uint16_t port;
 	uint16_t node_port; /* 0: none */
-	char *target_port; /* as written (number or name); informational only */
+	char *target_port;  /* as written (number or name); informational only */
 };
 
 struct sp_lb_ingress {
-	struct sp_addr ip; /* family 0 when the ingress has only a hostname */
+	struct sp_addr ip;  /* family 0 when the ingress has only a hostname */
 	bool ip_mode_proxy; /* status.loadBalancer.ingress[].ipMode == "Proxy" */
 };
 
@@ -43,7 +43,7 @@ struct sp_service {
 	char *name;
 	char *origin; /* where it was read from, for messages */
 	enum sp_service_type type;
-	bool headless; /* clusterIP None, or the headless label */
+	bool headless;		     /* clusterIP None, or the headless label */
 	struct sp_addr *cluster_ips; /* clusterIPs, primary first */
 	size_t n_cluster_ips;
 	int ip_families[2]; /* AF_INET / AF_INET6 in spec order; 0 = unset */
@@ -55,14 +55,14 @@ struct sp_service {
 	size_t n_lb_ingress;
 	struct sp_cidr *source_ranges; /* loadBalancerSourceRanges */
 	size_t n_source_ranges;
-	bool external_policy_local; /* externalTrafficPolicy: Local */
-	bool internal_policy_local; /* internalTrafficPolicy: Local */
-	bool affinity_client_ip; /* sessionAffinity: ClientIP */
-	uint32_t affinity_timeout; /* seconds; kube-proxy's default 10800 */
+	bool external_policy_local;	 /* externalTrafficPolicy: Local */
+	bool internal_policy_local;	 /* internalTrafficPolicy: Local */
+	bool affinity_client_ip;	 /* sessionAffinity: ClientIP */
+	uint32_t affinity_timeout;	 /* seconds; kube-proxy's default 10800 */
 	uint16_t health_check_node_port; /* 0: none */
-	bool elb_pass_through; /* annotation kubernetes.io/elb.pass-through: "true" */
-	char *proxy_name; /* label service-proxy-name; NULL when absent */
-	char *ipvs_scheduler; /* annotation; NULL when absent */
+	bool elb_pass_through;		 /* annotation kubernetes.io/elb.pass-through: "true" */
+	char *proxy_name;		 /* label service-proxy-name; NULL when absent */
+	char *ipvs_scheduler;		 /* annotation; NULL when absent */
 };
 
 /* A condition that the API left out is unknown (kube-proxy treats a missing
@@ -91,7 +91,7 @@ struct sp_endpoint_slice {
 	char *name;
 	char *origin;
 	char *service_name; /* label kubernetes.io/service-name */
-	int address_type; /* AF_INET, AF_INET6, or 0 for FQDN (ignored) */
+	int address_type;   /* AF_INET, AF_INET6, or 0 for FQDN (ignored) */
 	struct sp_endpoint *endpoints;
 	size_t n_endpoints;
 	struct sp_endpoint_port *ports;

@@ -26,7 +26,7 @@ struct sp_plan_endpoint {
 	bool ready;
 	bool serving;
 	bool terminating;
-	char *node_name; /* may be NULL */
+	char *node_name;   /* may be NULL */
 	char *target_name; /* pod name, may be NULL */
 };
 
@@ -41,8 +41,8 @@ struct sp_plan_svcport {
 	char *namespace;
 	char *name;
 	char *port_name; /* "" when unnamed */
-	char *id; /* "namespace/name:port_name" (kube-proxy's ServicePortName) */
-	int family; /* AF_INET or AF_INET6 */
+	char *id;	 /* "namespace/name:port_name" (kube-proxy's ServicePortName) */
+	int family;	 /* AF_INET or AF_INET6 */
 	uint8_t protocol;
 	enum sp_service_type type;
 	struct sp_addr cluster_ip;
@@ -59,16 +59,16 @@ struct sp_plan_svcport {
 	bool external_policy_local; /* only when externally accessible */
 	bool internal_policy_local;
 	bool affinity;
-	uint32_t affinity_timeout; /* seconds */
+	uint32_t affinity_timeout;	 /* seconds */
 	uint16_t health_check_node_port; /* Local LoadBalancer/NodePort only */
-	char *ipvs_scheduler; /* resolved: the Service's annotation or the node's */
+	char *ipvs_scheduler;		 /* resolved: the Service's annotation or the node's */
 	/* Usable endpoints (kube-proxy's allReachableEndpoints), sorted by
 	 * address then port, no duplicates. */
 	struct sp_plan_endpoint *endpoints;
 	size_t n_endpoints;
 	struct sp_plan_ep_set cluster; /* ready anywhere, else serving+terminating */
 	struct sp_plan_ep_set local;   /* ready here, else serving+terminating here */
-	bool has_any_endpoints; /* false: the Service port rejects traffic */
+	bool has_any_endpoints;	       /* false: the Service port rejects traffic */
 };
 
 struct sp_plan {

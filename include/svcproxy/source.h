@@ -24,10 +24,10 @@ void sp_source_limits_default(struct sp_source_limits *lim);
  * (each with an error in diag: file, object, field path, value); -1 a file
  * was rejected whole (unreadable, not JSON, over a limit). Objects of kinds
  * svcproxy does not use are ignored silently. */
-int sp_source_read_path(struct sp_cluster *c, const char *path,
-			const struct sp_source_limits *lim, struct sp_diag *diag);
-int sp_source_read_buffer(struct sp_cluster *c, const char *origin, const char *text,
-			  size_t len, const struct sp_source_limits *lim, struct sp_diag *diag);
+int sp_source_read_path(struct sp_cluster *c, const char *path, const struct sp_source_limits *lim,
+			struct sp_diag *diag);
+int sp_source_read_buffer(struct sp_cluster *c, const char *origin, const char *text, size_t len,
+			  const struct sp_source_limits *lim, struct sp_diag *diag);
 /* One decoded object (a Service, EndpointSlice or Node, or a List of them),
  * as the API watch delivers them. */
 int sp_source_read_json(struct sp_cluster *c, const char *origin, const cJSON *obj,

@@ -81,7 +81,7 @@ int sp_cidr_cmp(const struct sp_cidr *a, const struct sp_cidr *b);
 
 /* IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP; 0 if unknown. */
 uint8_t sp_proto_parse(const char *name);
-const char *sp_proto_name(uint8_t proto);       /* "TCP" */
+const char *sp_proto_name(uint8_t proto);	/* "TCP" */
 const char *sp_proto_name_lower(uint8_t proto); /* "tcp" */
 
 /* Strict decimal integer in [min, max]; false on anything else. */

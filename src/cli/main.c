@@ -41,7 +41,7 @@ struct sp_cli {
 	int verbosity; /* 0 errors and warnings, 1 also info */
 	char **sources;
 	size_t n_sources;
-	char *state_dir; /* conntrack: where the last programmed plan is kept */
+	char *state_dir;  /* conntrack: where the last programmed plan is kept */
 	char *kubeconfig; /* run: API server access */
 	bool in_cluster;
 	/* Kept for SIGHUP, which rebuilds the configuration from them. */
@@ -259,8 +259,8 @@ static bool sp_cli_load_config_first(struct sp_config *cfg, int argc, char **arg
 	return true;
 }
 
-static bool sp_cli_apply_option(struct sp_cli *cli, struct sp_config *cfg, int opt,
-				const char *arg, struct sp_diag *diag)
+static bool sp_cli_apply_option(struct sp_cli *cli, struct sp_config *cfg, int opt, const char *arg,
+				struct sp_diag *diag)
 {
 	long v;
 
@@ -363,11 +363,8 @@ static bool sp_cli_parse_command(struct sp_cli *cli, const char *word)
 		const char *name;
 		enum sp_cli_command command;
 	} commands[] = {
-		{"plan", SP_CMD_PLAN},
-		{"sync", SP_CMD_SYNC},
-		{"diff", SP_CMD_DIFF},
-		{"cleanup", SP_CMD_CLEANUP},
-		{"run", SP_CMD_RUN},
+		{"plan", SP_CMD_PLAN},	     {"sync", SP_CMD_SYNC}, {"diff", SP_CMD_DIFF},
+		{"cleanup", SP_CMD_CLEANUP}, {"run", SP_CMD_RUN},
 	};
 
 	for (size_t i = 0; i < SP_ARRAY_SIZE(commands); i++) {
@@ -456,8 +453,7 @@ static int sp_cli_parse(struct sp_cli *cli, int argc, char **argv, struct sp_dia
 	sp_config_free(&cli->cfg);
 	if (!sp_cli_build_config(cli, &cli->cfg, diag))
 		return SP_EXIT_USAGE;
-	if (cli->command != SP_CMD_CLEANUP && cli->command != SP_CMD_RUN &&
-	    cli->n_sources == 0) {
+	if (cli->command != SP_CMD_CLEANUP && cli->command != SP_CMD_RUN && cli->n_sources == 0) {
 		sp_diag_error(diag, "no SOURCE given: name JSON files or directories to read");
 		return SP_EXIT_USAGE;
 	}
@@ -617,7 +613,7 @@ static int sp_cli_run_daemon(struct sp_cli *cli, const struct sp_backend_ops *op
 		.kubeconfig = cli->kubeconfig,
 		.in_cluster = cli->in_cluster,
 		.ops = ops,
-		.log_level = cli->verbosity > 1   ? SP_LOG_DEBUG
+		.log_level = cli->verbosity > 1	  ? SP_LOG_DEBUG
 			     : cli->verbosity > 0 ? SP_LOG_INFO
 						  : SP_LOG_NOTICE,
 		.reload = sp_cli_reload,

@@ -78,8 +78,7 @@ void sp_cluster_free(struct sp_cluster *c)
 
 struct sp_service *sp_cluster_add_service(struct sp_cluster *c)
 {
-	return sp_array_push(&c->services, &c->n_services, &c->cap_services,
-			     sizeof(*c->services));
+	return sp_array_push(&c->services, &c->n_services, &c->cap_services, sizeof(*c->services));
 }
 
 struct sp_endpoint_slice *sp_cluster_add_slice(struct sp_cluster *c)

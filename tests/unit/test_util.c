@@ -60,8 +60,8 @@ END_TEST
 
 START_TEST(special_addresses)
 {
-	const char *special[] = {"0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255", "::", "::1",
-				 "ff02::1"};
+	const char *special[] = {"0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255",
+				 "::",	    "::1",	 "ff02::1"};
 	const char *plain[] = {"10.0.0.1", "192.168.7.200", "fd00::10"};
 	struct sp_addr a;
 
