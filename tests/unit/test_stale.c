@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "svcproxy/conntrack.h"
@@ -674,6 +675,88 @@ START_TEST(state_file_missing_corrupt_saved)
 }
 END_TEST
 
+START_TEST(summary_equal)
+{
+	struct sp_ct_summary a, b;
+
+	base(&a);
+	base(&b);
+	ck_assert(sp_ct_summary_equal(&a, &b));
+	svc(&b, "default/game:udp")->local_eps.items[0].port = 7778;
+	ck_assert(!sp_ct_summary_equal(&a, &b));
+	sp_ct_summary_free(&b);
+	base(&b);
+	svc(&b, "other/x:p")->affinity_timeout = 1;
+	ck_assert(!sp_ct_summary_equal(&a, &b));
+	sp_ct_summary_free(&a);
+	sp_ct_summary_free(&b);
+}
+END_TEST
+
+static ino_t inode_of(const char *path)
+{
+	struct stat st;
+
+	ck_assert_int_eq(stat(path, &st), 0);
+	return st.st_ino;
+}
+
+/* TCP endpoint changes make nothing stale, so the tracker never needs the
+ * kernel here; what is checked is when it rewrites its state. */
+START_TEST(tracker_saves_only_changes)
+{
+	struct sp_plan_endpoint eps[2] = {
+		{.addr = A("10.244.1.2"), .port = 8080, .local = true, .ready = true},
+		{.addr = A("10.244.2.3"), .port = 8080, .ready = true},
+	};
+	size_t cl[] = {0, 1};
+	struct sp_plan_svcport sp = {
+		.id = "ns/web:http",
+		.family = AF_INET,
+		.protocol = IPPROTO_TCP,
+		.cluster_ip = A("10.96.0.1"),
+		.port = 80,
+		.endpoints = eps,
+		.n_endpoints = 2,
+		.cluster = {cl, 2},
+		.has_any_endpoints = true,
+	};
+	struct sp_plan plan = {.mode = SP_MODE_NFTABLES, .svcports = &sp, .n_svcports = 1};
+	char dir[] = "/tmp/sp-ct-tracker-XXXXXX";
+	struct sp_ct_stats stats = {0};
+	struct sp_ct_tracker *t;
+	struct sp_diag d;
+	char *path;
+	ino_t ino;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	path = sp_xasprintf("%s/nftables.state", dir);
+	sp_diag_init(&d);
+	t = sp_ct_tracker_new(path, &d);
+	ck_assert_int_eq(sp_ct_tracker_sync(t, &plan, &stats, &d), 0);
+	ino = inode_of(path);
+	ck_assert_int_eq(sp_ct_tracker_sync(t, &plan, &stats, &d), 0);
+	ck_assert(inode_of(path) == ino);
+	sp.cluster.n = 1;
+	ck_assert_int_eq(sp_ct_tracker_sync(t, &plan, &stats, &d), 0);
+	ck_assert(inode_of(path) != ino);
+	sp_ct_tracker_free(t);
+
+	/* A new tracker (a restarted daemon) starts from the file. */
+	t = sp_ct_tracker_new(path, &d);
+	ino = inode_of(path);
+	ck_assert_int_eq(sp_ct_tracker_sync(t, &plan, &stats, &d), 0);
+	ck_assert(inode_of(path) == ino);
+	ck_assert_uint_eq(stats.filters, 0);
+	ck_assert_uint_eq(d.n_warnings, 0);
+	sp_ct_tracker_free(t);
+	unlink(path);
+	rmdir(dir);
+	free(path);
+	sp_diag_free(&d);
+}
+END_TEST
+
 static Suite *stale_suite(void)
 {
 	Suite *s = suite_create("stale");
@@ -688,6 +771,8 @@ static Suite *stale_suite(void)
 	tcase_add_test(tc, state_json_roundtrip);
 	tcase_add_test(tc, state_json_corrupt);
 	tcase_add_test(tc, state_file_missing_corrupt_saved);
+	tcase_add_test(tc, summary_equal);
+	tcase_add_test(tc, tracker_saves_only_changes);
 	suite_add_tcase(s, tc);
 	return s;
 }
