@@ -37,6 +37,37 @@ RESOURCES = {
 KIND_PATH = {v[0]: k for k, v in RESOURCES.items()}
 
 
+def _res(name, kind, namespaced):
+    return {"name": name, "singularName": "", "namespaced": namespaced, "kind": kind,
+            "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}
+
+
+# Just enough legacy discovery for `kubectl apply --dry-run=client` to map
+# the kinds the deploy/ manifests use.
+DISCOVERY = {
+    "/version": {"major": "1", "minor": "32", "gitVersion": "v1.32.0-svcproxy-test"},
+    "/api": {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
+        {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]},
+    "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+        {"name": g, "versions": [{"groupVersion": g + "/v1", "version": "v1"}],
+         "preferredVersion": {"groupVersion": g + "/v1", "version": "v1"}}
+        for g in ("apps", "rbac.authorization.k8s.io", "discovery.k8s.io")]},
+    "/api/v1": {"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+        _res("services", "Service", True), _res("nodes", "Node", False),
+        _res("serviceaccounts", "ServiceAccount", True),
+        _res("configmaps", "ConfigMap", True), _res("namespaces", "Namespace", False)]},
+    "/apis/apps/v1": {"kind": "APIResourceList", "groupVersion": "apps/v1", "resources": [
+        _res("daemonsets", "DaemonSet", True)]},
+    "/apis/rbac.authorization.k8s.io/v1": {
+        "kind": "APIResourceList", "groupVersion": "rbac.authorization.k8s.io/v1",
+        "resources": [_res("clusterroles", "ClusterRole", False),
+                      _res("clusterrolebindings", "ClusterRoleBinding", False)]},
+    "/apis/discovery.k8s.io/v1": {
+        "kind": "APIResourceList", "groupVersion": "discovery.k8s.io/v1",
+        "resources": [_res("endpointslices", "EndpointSlice", True)]},
+}
+
+
 class State:
     def __init__(self, page_size):
         self.lock = threading.Lock()
@@ -143,6 +174,8 @@ def make_api_handler(state, token):
                 with state.lock:
                     state.stats["auth_failures"] += 1
                 return self.status(401, "Unauthorized", "Unauthorized")
+            if url.path in DISCOVERY:
+                return self.send_json(200, DISCOVERY[url.path])
             if url.path not in RESOURCES:
                 return self.status(404, "NotFound", "no such resource")
             if failing:

@@ -19,6 +19,7 @@ static int saved_argc;
 static char **saved_argv;
 static const char *record_file;
 static const char *kubeconfig;
+static const char *state_dir;
 static enum sp_log_level log_level = SP_LOG_NOTICE;
 
 static struct sp_backend *rec_open(const struct sp_config *cfg, struct sp_diag *diag)
@@ -105,6 +106,7 @@ static int build_config(struct sp_config *cfg, void *arg, struct sp_diag *diag)
 		{"sync-period", required_argument, NULL, 's'},
 		{"config", required_argument, NULL, 'c'},
 		{"backend", required_argument, NULL, 'b'},
+		{"state-dir", required_argument, NULL, 'S'},
 		{"v", required_argument, NULL, 'v'},
 		{NULL, 0, NULL, 0},
 	};
@@ -158,6 +160,9 @@ static int build_config(struct sp_config *cfg, void *arg, struct sp_diag *diag)
 				    : atoi(optarg) >= 2 ? SP_LOG_INFO
 							: SP_LOG_NOTICE;
 			break;
+		case 'S':
+			state_dir = optarg;
+			break;
 		case 'c':
 			break;
 		default:
@@ -198,6 +203,7 @@ int main(int argc, char **argv)
 	opts.ops = record_file ? &record_ops : sp_backend_for_mode(cfg.mode);
 	opts.log_level = log_level;
 	opts.reload = build_config;
+	opts.state_dir = state_dir;
 	ret = sp_daemon_run(&opts, &diag);
 	for (size_t i = 0; i < diag.n_msgs; i++)
 		fprintf(stderr, "sp-daemon-run: %s\n", diag.msgs[i].text);

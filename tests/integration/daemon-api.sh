@@ -24,19 +24,8 @@ command -v openssl >/dev/null || { echo "openssl missing"; exit 1; }
 ip netns add "$ns"
 in_ns ip link set lo up
 
-# A CA, the server's certificate (for 127.0.0.1) and a client certificate.
+make_pki "$tmp"
 cd "$tmp"
-openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 \
-	-subj /CN=sp-test-ca >/dev/null 2>&1
-openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr \
-	-subj /CN=127.0.0.1 >/dev/null 2>&1
-printf 'subjectAltName=IP:127.0.0.1\n' >san.ext
-openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 \
-	-extfile san.ext -out server.crt >/dev/null 2>&1
-openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr \
-	-subj /CN=system:kube-proxy >/dev/null 2>&1
-openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 \
-	-out client.crt >/dev/null 2>&1
 token="sp-secret-token-$$-do-not-log"
 
 svc() { # name ip [hcport]
@@ -84,7 +73,7 @@ stat_of() { # python expression over the stats dict
 		python3 -c "import json,sys; s=json.load(sys.stdin); print($1)"
 }
 
-cat >kubeconfig <<EOT
+write_kubeconfig "$tmp/kubeconfig" "$token"
 apiVersion: v1
 kind: Config
 current-context: test
@@ -105,7 +94,7 @@ users:
 EOT
 
 plan="$tmp/plan.txt"
-ip netns exec "$ns" timeout --preserve-status 300 $(daemon_cmd) --backend "record:$plan" --kubeconfig "$tmp/kubeconfig" \
+ip netns exec "$ns" timeout --preserve-status 300 "$top_builddir/tests/helpers/sp-daemon-run" --backend "record:$plan" --state-dir "$tmp" --kubeconfig "$tmp/kubeconfig" \
 	--hostname-override node-a --min-sync-period 200ms --sync-period 30s --v 2 \
 	--healthz-bind-address 127.0.0.1:10256 --metrics-bind-address 127.0.0.1:10249 \
 	>daemon.log 2>&1 &

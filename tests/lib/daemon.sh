@@ -59,3 +59,46 @@ prom_valid() {
 	{ print "bad metrics line: " $0; bad = 1 }
 	END { exit bad || n == 0 }' "$1"
 }
+
+# make_pki DIR: a CA, a server certificate for 127.0.0.1 and a client
+# certificate, all valid for a day.
+make_pki() {
+	(
+		cd "$1"
+		openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 \
+			-subj /CN=sp-test-ca
+		openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr \
+			-subj /CN=127.0.0.1
+		printf 'subjectAltName=IP:127.0.0.1\n' >san.ext
+		openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 \
+			-extfile san.ext -out server.crt
+		openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr \
+			-subj /CN=system:kube-proxy
+		openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+			-days 1 -out client.crt
+	) >/dev/null 2>&1
+}
+
+# write_kubeconfig FILE TOKEN: for the test API server on 127.0.0.1:6443,
+# with the CA inline, the client certificate by path, and a bearer token.
+write_kubeconfig() {
+	cat >"$1" <<EOT
+apiVersion: v1
+kind: Config
+current-context: test
+contexts:
+- name: test
+  context: {cluster: fake, user: proxy, namespace: kube-system}
+clusters:
+- name: fake
+  cluster:
+    server: https://127.0.0.1:6443
+    certificate-authority-data: $(base64 -w0 "$(dirname "$1")/ca.crt")
+users:
+- name: proxy
+  user:
+    client-certificate: client.crt
+    client-key: client.key
+    token: $2
+EOT
+}
