@@ -74,24 +74,6 @@ stat_of() { # python expression over the stats dict
 }
 
 write_kubeconfig "$tmp/kubeconfig" "$token"
-apiVersion: v1
-kind: Config
-current-context: test
-contexts:
-- name: test
-  context: {cluster: fake, user: proxy}
-clusters:
-- name: fake
-  cluster:
-    server: https://127.0.0.1:6443
-    certificate-authority-data: $(base64 -w0 ca.crt)
-users:
-- name: proxy
-  user:
-    client-certificate: client.crt
-    client-key: client.key
-    token: $token
-EOT
 
 plan="$tmp/plan.txt"
 ip netns exec "$ns" timeout --preserve-status 300 "$top_builddir/tests/helpers/sp-daemon-run" --backend "record:$plan" --state-dir "$tmp" --kubeconfig "$tmp/kubeconfig" \
