@@ -277,6 +277,13 @@ static void do_sync(struct sp_daemon *d, bool full)
 	sp_diag_init(&diag);
 	fill_model(d, &c, &diag);
 	sp_plan_build(&plan, &c, d->cfg, &diag);
+	/* A sync in progress counts as pending: one stuck in the kernel (an
+	 * xtables lock held elsewhere) turns /healthz red after the timeout,
+	 * even when it was a periodic resync with no change queued. */
+	pthread_mutex_lock(&d->sh.lock);
+	if (!d->sh.pending_since_ns)
+		d->sh.pending_since_ns = start;
+	pthread_mutex_unlock(&d->sh.lock);
 	if (!d->be)
 		d->be = d->ops->open(d->cfg, &diag);
 	r = d->be ? d->ops->sync(d->be, &plan, full, &stats, &diag) : -1;

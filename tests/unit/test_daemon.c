@@ -241,9 +241,15 @@ static int fake_sync(struct sp_backend *be, const struct sp_plan *plan, bool ful
 {
 	char line[128];
 	bool fail = access(fake_fail_file, F_OK) == 0;
+	char *stall = sp_xasprintf("%s.stall", fake_fail_file);
 	int len;
 
 	(void)be;
+	/* A sync stuck in the kernel: the loop is blocked here while the
+	 * HTTP threads keep answering. */
+	while (access(stall, F_OK) == 0)
+		usleep(50000);
+	free(stall);
 	len = snprintf(line, sizeof(line), "sync full=%d svcports=%zu result=%s\n", full,
 		       plan->n_svcports, fail ? "fail" : "ok");
 	if (write(fake_pipe, line, (size_t)len) < 0)
@@ -411,6 +417,8 @@ static char *service_json(const char *name, const char *ip, int hc_port, const c
 		hc_port ? ",\"nodePort\":30080" : "", name, name, ep_node);
 }
 
+static const char *fast_file; /* exists: 1 s sync period on reload */
+
 static int reload_cfg(struct sp_config *cfg, void *arg, struct sp_diag *diag)
 {
 	(void)diag;
@@ -418,6 +426,8 @@ static int reload_cfg(struct sp_config *cfg, void *arg, struct sp_diag *diag)
 	cfg->mode = SP_MODE_NFTABLES;
 	cfg->hostname = sp_xstrdup("node-a");
 	cfg->min_sync_period_ms = 200;
+	if (fast_file && access(fast_file, F_OK) == 0)
+		cfg->sync_period_ms = 1000;
 	free(cfg->healthz_bind_address);
 	free(cfg->metrics_bind_address);
 	cfg->healthz_bind_address = sp_xasprintf("127.0.0.1:%d", ((int *)arg)[0]);
@@ -430,7 +440,7 @@ START_TEST(loop_with_fake_backend)
 	char dir[] = "/tmp/sp-daemon-XXXXXX";
 	int fds[2], ports[3], status;
 	struct sp_buf body;
-	char *text, *fail_file;
+	char *text, *fail_file, *stall, *fast;
 	pid_t pid;
 
 	ck_assert_ptr_nonnull(mkdtemp(dir));
@@ -439,6 +449,8 @@ START_TEST(loop_with_fake_backend)
 	ports[1] = free_port();
 	ports[2] = free_port();
 	fail_file = sp_xasprintf("%s/FAIL", dir);
+	fast = sp_xasprintf("%s/FAST", dir);
+	fast_file = fast;
 	text = service_json("web", "10.96.0.10", 0, "node-a");
 	put_file(dir, "web.json", text);
 	free(text);
@@ -542,6 +554,21 @@ START_TEST(loop_with_fake_backend)
 	kill(pid, SIGHUP);
 	expect_sync(fds[0], "sync full=1 svcports=1 result=ok");
 
+	/* Reload into a 1 s sync period (health timeout 2 s). */
+	close(creat(fast, 0600));
+	kill(pid, SIGHUP);
+	expect_sync(fds[0], "sync full=1 svcports=1 result=ok");
+	/* A sync that stalls (periodic resync every second here, health
+	 * timeout two periods) turns /healthz red while it hangs, answered by
+	 * the HTTP thread; it comes back when the sync completes. */
+	stall = sp_xasprintf("%s.stall", fail_file);
+	close(creat(stall, 0600));
+	ck_assert_int_eq(http_wait(ports[0], "/healthz", 503, &body), 503);
+	ck_assert_int_eq(http_get(ports[0], "/livez", &body), 503);
+	unlink(stall);
+	free(stall);
+	ck_assert_int_eq(http_wait(ports[0], "/healthz", 200, &body), 200);
+
 	kill(pid, SIGTERM);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert(WIFEXITED(status));
@@ -555,6 +582,7 @@ START_TEST(loop_with_fake_backend)
 		free(cmd);
 	}
 	free(fail_file);
+	free(fast);
 }
 END_TEST
 
