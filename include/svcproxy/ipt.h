@@ -120,10 +120,11 @@ struct sp_ipt_table {
 	 * and the kernel sort user chains by name. */
 	struct sp_ipt_chain *chains;
 	size_t n_chains, cap_chains;
+	int family; /* AF_INET (also when 0) or AF_INET6: ip6tables */
 };
 
 struct sp_ipt_ruleset {
-	int family; /* AF_INET */
+	int family; /* AF_INET or AF_INET6 (ip6tables) */
 	struct sp_ipt_table tables[SP_IPT_N_TABLES];
 };
 
@@ -159,6 +160,9 @@ uint32_t sp_ipt_probability(unsigned n);
 /* Printing: `iptables-save` text, byte for byte what iptables-legacy-save
  * prints for the same rules with zero counters and without its "#" lines. */
 void sp_ipt_print_rule(const char *chain, const struct sp_ipt_rule *r, struct sp_buf *out);
+/* The same for ip6tables-save when family is AF_INET6. */
+void sp_ipt_print_rule_family(const char *chain, const struct sp_ipt_rule *r, int family,
+			      struct sp_buf *out);
 void sp_ipt_print_table(const struct sp_ipt_table *t, struct sp_buf *out);
 void sp_ipt_print_ruleset(const struct sp_ipt_ruleset *rs, struct sp_buf *out);
 void sp_ipt_print_ruleset_json(const struct sp_ipt_ruleset *rs, struct sp_buf *out);
@@ -176,7 +180,8 @@ void sp_ipt_sha256(const void *data, size_t len, uint8_t digest[32]);
 char *sp_ipt_hashed_chain(const char *prefix, const char *svcport_name, uint8_t proto,
 			  const char *endpoint);
 
-/* Lower a plan to kube-proxy's layout for one family (AF_INET). */
+/* Lower a plan to kube-proxy's layout for the ruleset's family (AF_INET or
+ * AF_INET6; service ports of the other family are left out). */
 void sp_ipt_lower(const struct sp_plan *plan, struct sp_ipt_ruleset *out);
 
 #endif

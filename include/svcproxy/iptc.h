@@ -1,4 +1,5 @@
-/* Programming legacy x_tables through libiptc (IPv4), Kubernetes-agnostic:
+/* Programming legacy x_tables through libiptc (libip4tc, and libip6tc for
+ * tables whose family is AF_INET6), Kubernetes-agnostic:
  * "make these chains hold these rules in table T; chains matching this
  * ownership are mine, nothing else is". Used by the iptables mode for all
  * of its state and by the IPVS mode for its helper rules.
@@ -56,6 +57,14 @@ int sp_iptc_read_table(enum sp_ipt_table_id id, const struct sp_iptc_owner *own,
  * one commit. 0 (nothing there), 1 (removed) or -1. */
 int sp_iptc_cleanup_table(enum sp_ipt_table_id id, const struct sp_iptc_owner *own,
 			  struct sp_iptc_stats *stats, struct sp_diag *diag);
+
+/* The same for a family (AF_INET: iptables, AF_INET6: ip6tables); the two
+ * above are AF_INET. sp_iptc_sync_table() takes the family from want. */
+int sp_iptc_read_table_family(int family, enum sp_ipt_table_id id, const struct sp_iptc_owner *own,
+			      struct sp_ipt_table *out, struct sp_diag *diag);
+int sp_iptc_cleanup_table_family(int family, enum sp_ipt_table_id id,
+				 const struct sp_iptc_owner *own, struct sp_iptc_stats *stats,
+				 struct sp_diag *diag);
 
 /* How long to wait for the xtables lock before giving up (default 10 s). */
 void sp_iptc_set_lock_timeout(unsigned ms);

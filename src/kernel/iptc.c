@@ -1,4 +1,5 @@
-/* libiptc (IPv4 legacy x_tables): encode the IR into ipt_entry blobs,
+/* libiptc (legacy x_tables, libip4tc and libip6tc): encode the IR into
+ * ipt_entry / ip6t_entry blobs,
  * decode the kernel's entries back into the IR, and apply per-chain
  * changes under the xtables lock with one commit per table.
  *
@@ -10,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libiptc/libip6tc.h>
 #include <libiptc/libiptc.h>
 #include <limits.h>
 #include <linux/netfilter/nf_nat.h>
@@ -24,6 +26,7 @@
 #include <linux/netfilter/xt_statistic.h>
 #include <linux/netfilter/xt_tcpudp.h>
 #include <linux/netfilter_ipv4/ipt_REJECT.h>
+#include <linux/netfilter_ipv6/ip6t_REJECT.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,11 +107,146 @@ static void xtables_unlock(int fd)
 		close(fd); /* releases the flock */
 }
 
+/* ---- one family's libiptc ---- */
+
+/* libip4tc and libip6tc have the same functions under two prefixes, with
+ * their own entry types; a job runs on this table of them. */
+struct fam {
+	int family;
+	const char *tool; /* for messages */
+	size_t entry_hdr; /* XT_ALIGN(sizeof(the entry)) */
+	struct xtc_handle *(*init)(const char *table);
+	void (*free)(struct xtc_handle *h);
+	int (*commit)(struct xtc_handle *h);
+	const char *(*first_chain)(struct xtc_handle *h);
+	const char *(*next_chain)(struct xtc_handle *h);
+	int (*builtin)(const char *chain, struct xtc_handle *const h);
+	int (*is_chain)(const char *chain, struct xtc_handle *const h);
+	int (*create_chain)(const char *chain, struct xtc_handle *h);
+	int (*delete_chain)(const char *chain, struct xtc_handle *h);
+	int (*flush_entries)(const char *chain, struct xtc_handle *h);
+	int (*delete_num_entry)(const char *chain, unsigned int n, struct xtc_handle *h);
+	const char *(*strerror)(int err);
+	const void *(*first_rule)(const char *chain, struct xtc_handle *h);
+	const void *(*next_rule)(const void *prev, struct xtc_handle *h);
+	const char *(*get_target)(const void *e, struct xtc_handle *h);
+	int (*append)(const char *chain, const void *e, struct xtc_handle *h);
+	int (*insert)(const char *chain, const void *e, unsigned int n, struct xtc_handle *h);
+};
+
+static const void *v4_first_rule(const char *chain, struct xtc_handle *h)
+{
+	return iptc_first_rule(chain, h);
+}
+
+static const void *v4_next_rule(const void *prev, struct xtc_handle *h)
+{
+	return iptc_next_rule(prev, h);
+}
+
+static const char *v4_get_target(const void *e, struct xtc_handle *h)
+{
+	return iptc_get_target(e, h);
+}
+
+static int v4_append(const char *chain, const void *e, struct xtc_handle *h)
+{
+	return iptc_append_entry(chain, e, h);
+}
+
+static int v4_insert(const char *chain, const void *e, unsigned int n, struct xtc_handle *h)
+{
+	return iptc_insert_entry(chain, e, n, h);
+}
+
+static const void *v6_first_rule(const char *chain, struct xtc_handle *h)
+{
+	return ip6tc_first_rule(chain, h);
+}
+
+static const void *v6_next_rule(const void *prev, struct xtc_handle *h)
+{
+	return ip6tc_next_rule(prev, h);
+}
+
+static const char *v6_get_target(const void *e, struct xtc_handle *h)
+{
+	return ip6tc_get_target(e, h);
+}
+
+static int v6_append(const char *chain, const void *e, struct xtc_handle *h)
+{
+	return ip6tc_append_entry(chain, e, h);
+}
+
+static int v6_insert(const char *chain, const void *e, unsigned int n, struct xtc_handle *h)
+{
+	return ip6tc_insert_entry(chain, e, n, h);
+}
+
+static const struct fam fam_v4 = {
+	.family = AF_INET,
+	.tool = "iptables",
+	.entry_hdr = XT_ALIGN(sizeof(struct ipt_entry)),
+	.init = iptc_init,
+	.free = iptc_free,
+	.commit = iptc_commit,
+	.first_chain = iptc_first_chain,
+	.next_chain = iptc_next_chain,
+	.builtin = iptc_builtin,
+	.is_chain = iptc_is_chain,
+	.create_chain = iptc_create_chain,
+	.delete_chain = iptc_delete_chain,
+	.flush_entries = iptc_flush_entries,
+	.delete_num_entry = iptc_delete_num_entry,
+	.strerror = iptc_strerror,
+	.first_rule = v4_first_rule,
+	.next_rule = v4_next_rule,
+	.get_target = v4_get_target,
+	.append = v4_append,
+	.insert = v4_insert,
+};
+
+static const struct fam fam_v6 = {
+	.family = AF_INET6,
+	.tool = "ip6tables",
+	.entry_hdr = XT_ALIGN(sizeof(struct ip6t_entry)),
+	.init = ip6tc_init,
+	.free = ip6tc_free,
+	.commit = ip6tc_commit,
+	.first_chain = ip6tc_first_chain,
+	.next_chain = ip6tc_next_chain,
+	.builtin = ip6tc_builtin,
+	.is_chain = ip6tc_is_chain,
+	.create_chain = ip6tc_create_chain,
+	.delete_chain = ip6tc_delete_chain,
+	.flush_entries = ip6tc_flush_entries,
+	.delete_num_entry = ip6tc_delete_num_entry,
+	.strerror = ip6tc_strerror,
+	.first_rule = v6_first_rule,
+	.next_rule = v6_next_rule,
+	.get_target = v6_get_target,
+	.append = v6_append,
+	.insert = v6_insert,
+};
+
+static const struct fam *fam_of(int family)
+{
+	return family == AF_INET6 ? &fam_v6 : &fam_v4;
+}
+
+static uint16_t entry_target_offset(const struct fam *f, const void *e)
+{
+	return f->family == AF_INET6 ? ((const struct ip6t_entry *)e)->target_offset
+				     : ((const struct ipt_entry *)e)->target_offset;
+}
+
 /* ---- encoding ---- */
 
 struct entry_buf {
 	union {
 		struct ipt_entry e;
+		struct ip6t_entry e6;
 		uint8_t bytes[ENTRY_MAX];
 	} u;
 	size_t len;
@@ -153,7 +291,7 @@ static void encode_ports(struct sp_ipt_match *m, struct entry_buf *b)
 	}
 }
 
-static void encode_match(struct sp_ipt_match *m, struct entry_buf *b)
+static void encode_match(struct sp_ipt_match *m, int family, struct entry_buf *b)
 {
 	switch (m->kind) {
 	case SP_IPT_M_COMMENT: {
@@ -200,7 +338,7 @@ static void encode_match(struct sp_ipt_match *m, struct entry_buf *b)
 		r->seconds = m->u.recent.seconds;
 		snprintf(r->name, sizeof(r->name), "%s", m->u.recent.name);
 		r->side = XT_RECENT_SOURCE;
-		r->mask.ip = 0xffffffffu;
+		memset(&r->mask, 0xff, family == AF_INET6 ? 16 : 4);
 		break;
 	}
 	case SP_IPT_M_CONNTRACK: {
@@ -215,7 +353,7 @@ static void encode_match(struct sp_ipt_match *m, struct entry_buf *b)
 	}
 }
 
-static void encode_target(const struct sp_ipt_target *t, struct entry_buf *b)
+static void encode_target(const struct sp_ipt_target *t, int family, struct entry_buf *b)
 {
 	const char *verdict = NULL;
 
@@ -234,12 +372,17 @@ static void encode_target(const struct sp_ipt_target *t, struct entry_buf *b)
 	case SP_IPT_T_RETURN:
 		verdict = IPTC_LABEL_RETURN;
 		break;
-	case SP_IPT_T_REJECT: {
-		struct ipt_reject_info *r = put_ext(b, "REJECT", 0, sizeof(*r));
+	case SP_IPT_T_REJECT:
+		if (family == AF_INET6) {
+			struct ip6t_reject_info *r6 = put_ext(b, "REJECT", 0, sizeof(*r6));
 
-		r->with = IPT_ICMP_PORT_UNREACHABLE;
+			r6->with = IP6T_ICMP6_PORT_UNREACH;
+		} else {
+			struct ipt_reject_info *r = put_ext(b, "REJECT", 0, sizeof(*r));
+
+			r->with = IPT_ICMP_PORT_UNREACHABLE;
+		}
 		return;
-	}
 	case SP_IPT_T_DNAT: {
 		struct nf_nat_range2 *r = put_ext(b, "DNAT", 2, sizeof(*r));
 
@@ -259,14 +402,20 @@ static void encode_target(const struct sp_ipt_target *t, struct entry_buf *b)
 		k->mask = t->mark_mask;
 		return;
 	}
-	case SP_IPT_T_MASQUERADE: {
-		struct nf_nat_ipv4_multi_range_compat *r = put_ext(b, "MASQUERADE", 0, sizeof(*r));
+	case SP_IPT_T_MASQUERADE:
+		if (family == AF_INET6) {
+			struct nf_nat_range *r6 = put_ext(b, "MASQUERADE", 0, sizeof(*r6));
 
-		r->rangesize = 1;
-		if (t->random_fully)
-			r->range[0].flags = NF_NAT_RANGE_PROTO_RANDOM_FULLY;
+			r6->flags = t->random_fully ? NF_NAT_RANGE_PROTO_RANDOM_FULLY : 0;
+		} else {
+			struct nf_nat_ipv4_multi_range_compat *r =
+				put_ext(b, "MASQUERADE", 0, sizeof(*r));
+
+			r->rangesize = 1;
+			if (t->random_fully)
+				r->range[0].flags = NF_NAT_RANGE_PROTO_RANDOM_FULLY;
+		}
 		return;
-	}
 	}
 	/* libiptc maps these names to verdicts or jumps itself. */
 	put_ext(b, verdict, 0, sizeof(int));
@@ -277,11 +426,52 @@ static uint32_t prefix_mask(unsigned prefix)
 	return prefix ? htonl(0xffffffffu << (32 - prefix)) : 0;
 }
 
-static void encode_rule(const struct sp_ipt_rule *r, struct entry_buf *b)
+static void prefix_mask6(unsigned prefix, struct in6_addr *mask)
+{
+	memset(mask, 0, sizeof(*mask));
+	for (unsigned bit = 0; bit < prefix && bit < 128; bit++)
+		mask->s6_addr[bit / 8] |= (uint8_t)(0x80 >> (bit % 8));
+}
+
+static void encode_header6(const struct sp_ipt_rule *r, struct entry_buf *b)
+{
+	struct ip6t_entry *e = &b->u.e6;
+
+	if (r->src.addr.family) {
+		e->ipv6.src = r->src.addr.u.v6;
+		prefix_mask6(r->src.prefix, &e->ipv6.smsk);
+	}
+	if (r->dst.addr.family) {
+		e->ipv6.dst = r->dst.addr.u.v6;
+		prefix_mask6(r->dst.prefix, &e->ipv6.dmsk);
+	}
+	if (r->src_invert)
+		e->ipv6.invflags |= IP6T_INV_SRCIP;
+	if (r->dst_invert)
+		e->ipv6.invflags |= IP6T_INV_DSTIP;
+	e->ipv6.proto = r->proto;
+	if (r->proto)
+		e->ipv6.flags |= IP6T_F_PROTO; /* as ip6tables -p sets it */
+	if (r->target.kind == SP_IPT_T_GOTO)
+		e->ipv6.flags |= IP6T_F_GOTO;
+}
+
+static void encode_rule(const struct fam *f, const struct sp_ipt_rule *r, struct entry_buf *b)
 {
 	struct ipt_entry *e = &b->u.e;
 
 	memset(b, 0, sizeof(*b));
+	b->len = f->entry_hdr;
+	if (f->family == AF_INET6) {
+		encode_header6(r, b);
+		for (size_t i = 0; i < r->n_matches; i++)
+			encode_match(&r->matches[i], f->family, b);
+		b->u.e6.target_offset = (uint16_t)b->len;
+		encode_target(&r->target, f->family, b);
+		b->u.e6.next_offset = (uint16_t)b->len;
+		return;
+	}
+
 	if (r->src.addr.family) {
 		e->ip.src = r->src.addr.u.v4;
 		e->ip.smsk.s_addr = prefix_mask(r->src.prefix);
@@ -297,40 +487,26 @@ static void encode_rule(const struct sp_ipt_rule *r, struct entry_buf *b)
 	e->ip.proto = r->proto;
 	if (r->target.kind == SP_IPT_T_GOTO)
 		e->ip.flags |= IPT_F_GOTO;
-	b->len = XT_ALIGN(sizeof(*e));
 	for (size_t i = 0; i < r->n_matches; i++)
-		encode_match(&r->matches[i], b);
+		encode_match(&r->matches[i], f->family, b);
 	e->target_offset = (uint16_t)b->len;
-	encode_target(&r->target, b);
+	encode_target(&r->target, f->family, b);
 	e->next_offset = (uint16_t)b->len;
 }
 
 /* ---- decoding ---- */
 
-static unsigned mask_prefix(uint32_t mask_be)
-{
-	uint32_t m = ntohl(mask_be);
-	unsigned n = 0;
-
-	while (m & 0x80000000u) {
-		n++;
-		m <<= 1;
-	}
-	return n;
-}
-
-static void decode_addr(struct in_addr addr, struct in_addr mask, struct sp_cidr *out)
-{
-	if (!mask.s_addr && !addr.s_addr)
-		return;
-	out->addr.family = AF_INET;
-	out->addr.u.v4 = addr;
-	out->prefix = mask_prefix(mask.s_addr);
-}
-
 static void unknown_match(struct sp_ipt_rule *r, const char *what)
 {
 	sp_ipt_match_add(r, SP_IPT_M_UNKNOWN)->u.comment = sp_xstrdup(what);
+}
+
+static bool all_ones(const union nf_inet_addr *mask, int family)
+{
+	static const uint8_t ones[16] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+					 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+
+	return !memcmp(mask, ones, family == AF_INET6 ? 16 : 4);
 }
 
 static bool decode_ports(const struct xt_entry_match *m, struct sp_ipt_rule *r)
@@ -381,7 +557,7 @@ static bool decode_ports(const struct xt_entry_match *m, struct sp_ipt_rule *r)
 	return true;
 }
 
-static bool decode_match(const struct xt_entry_match *m, struct sp_ipt_rule *r)
+static bool decode_match(const struct xt_entry_match *m, int family, struct sp_ipt_rule *r)
 {
 	const char *name = m->u.user.name;
 	uint8_t rev = m->u.user.revision;
@@ -430,7 +606,7 @@ static bool decode_match(const struct xt_entry_match *m, struct sp_ipt_rule *r)
 		uint8_t kind = k->check_set & ~XT_RECENT_REAP;
 
 		if ((kind != XT_RECENT_SET && kind != XT_RECENT_CHECK) || k->invert ||
-		    k->hit_count || k->side != XT_RECENT_SOURCE || k->mask.ip != 0xffffffffu)
+		    k->hit_count || k->side != XT_RECENT_SOURCE || !all_ones(&k->mask, family))
 			return false;
 		x = sp_ipt_match_add(r, SP_IPT_M_RECENT);
 		x->u.recent.set = kind == XT_RECENT_SET;
@@ -451,37 +627,73 @@ static bool decode_match(const struct xt_entry_match *m, struct sp_ipt_rule *r)
 	return false;
 }
 
-static bool decode_target(const struct ipt_entry *e, struct xtc_handle *h, struct sp_ipt_rule *r)
+static bool decode_reject(const struct fam *f, const struct xt_entry_target *t)
 {
-	const struct xt_entry_target *t = ipt_get_target((struct ipt_entry *)e);
-	const char *label = iptc_get_target(e, h);
+	if (f->family == AF_INET6)
+		return ((const struct ip6t_reject_info *)t->data)->with == IP6T_ICMP6_PORT_UNREACH;
+	return ((const struct ipt_reject_info *)t->data)->with == IPT_ICMP_PORT_UNREACHABLE;
+}
+
+static bool decode_dnat(const struct fam *f, const struct xt_entry_target *t, struct sp_ipt_rule *r)
+{
+	const struct nf_nat_range2 *n = (const void *)t->data;
+	size_t len = f->family == AF_INET6 ? 16 : 4;
+
+	if (!(n->flags & NF_NAT_RANGE_MAP_IPS) || memcmp(&n->min_addr, &n->max_addr, len) ||
+	    n->min_proto.all != n->max_proto.all ||
+	    (n->flags & ~(NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED)))
+		return false;
+	r->target.kind = SP_IPT_T_DNAT;
+	r->target.to_addr.family = f->family;
+	memcpy(r->target.to_addr.u.bytes, &n->min_addr, len);
+	if (n->flags & NF_NAT_RANGE_PROTO_SPECIFIED)
+		r->target.to_port = ntohs(n->min_proto.all);
+	return true;
+}
+
+static bool decode_masquerade(const struct fam *f, const struct xt_entry_target *t,
+			      struct sp_ipt_rule *r)
+{
+	unsigned flags;
+
+	if (f->family == AF_INET6) {
+		flags = ((const struct nf_nat_range *)t->data)->flags;
+	} else {
+		const struct nf_nat_ipv4_multi_range_compat *n = (const void *)t->data;
+
+		if (n->rangesize != 1)
+			return false;
+		flags = n->range[0].flags;
+	}
+	if (flags & ~NF_NAT_RANGE_PROTO_RANDOM_FULLY)
+		return false;
+	r->target.kind = SP_IPT_T_MASQUERADE;
+	r->target.random_fully = flags != 0;
+	return true;
+}
+
+static bool decode_target(const struct fam *f, const void *e, bool go_to, struct xtc_handle *h,
+			  struct sp_ipt_rule *r)
+{
+	const struct xt_entry_target *t =
+		(const void *)((const uint8_t *)e + entry_target_offset(f, e));
+	const char *label = f->get_target(e, h);
 	const char *name = t->u.user.name;
 	uint8_t rev = t->u.user.revision;
 
-	if (!strcmp(label, IPTC_LABEL_ACCEPT))
+	if (!strcmp(label, "ACCEPT")) {
 		r->target.kind = SP_IPT_T_ACCEPT;
-	else if (!strcmp(label, IPTC_LABEL_DROP))
+	} else if (!strcmp(label, "DROP")) {
 		r->target.kind = SP_IPT_T_DROP;
-	else if (!strcmp(label, IPTC_LABEL_RETURN))
+	} else if (!strcmp(label, "RETURN")) {
 		r->target.kind = SP_IPT_T_RETURN;
-	else if (iptc_is_chain(label, h)) {
-		r->target.kind = e->ip.flags & IPT_F_GOTO ? SP_IPT_T_GOTO : SP_IPT_T_JUMP;
+	} else if (f->is_chain(label, h)) {
+		r->target.kind = go_to ? SP_IPT_T_GOTO : SP_IPT_T_JUMP;
 		r->target.chain = sp_xstrdup(label);
-	} else if (!strcmp(name, "REJECT") && rev == 0 &&
-		   ((const struct ipt_reject_info *)t->data)->with == IPT_ICMP_PORT_UNREACHABLE) {
+	} else if (!strcmp(name, "REJECT") && rev == 0 && decode_reject(f, t)) {
 		r->target.kind = SP_IPT_T_REJECT;
 	} else if (!strcmp(name, "DNAT") && rev == 2) {
-		const struct nf_nat_range2 *n = (const void *)t->data;
-
-		if (!(n->flags & NF_NAT_RANGE_MAP_IPS) || n->min_addr.ip != n->max_addr.ip ||
-		    n->min_proto.all != n->max_proto.all ||
-		    (n->flags & ~(NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED)))
-			return false;
-		r->target.kind = SP_IPT_T_DNAT;
-		r->target.to_addr.family = AF_INET;
-		r->target.to_addr.u.v4.s_addr = n->min_addr.ip;
-		if (n->flags & NF_NAT_RANGE_PROTO_SPECIFIED)
-			r->target.to_port = ntohs(n->min_proto.all);
+		return decode_dnat(f, t, r);
 	} else if (!strcmp(name, "MARK") && rev == 2) {
 		const struct xt_mark_tginfo2 *k = (const void *)t->data;
 
@@ -489,53 +701,96 @@ static bool decode_target(const struct ipt_entry *e, struct xtc_handle *h, struc
 		r->target.mark_value = k->mark;
 		r->target.mark_mask = k->mask;
 	} else if (!strcmp(name, "MASQUERADE") && rev == 0) {
-		const struct nf_nat_ipv4_multi_range_compat *n = (const void *)t->data;
-
-		if (n->rangesize != 1 || (n->range[0].flags & ~NF_NAT_RANGE_PROTO_RANDOM_FULLY))
-			return false;
-		r->target.kind = SP_IPT_T_MASQUERADE;
-		r->target.random_fully = n->range[0].flags != 0;
+		return decode_masquerade(f, t, r);
 	} else {
 		return false;
 	}
 	return true;
 }
 
+static void decode_addr(const void *addr, const void *mask, int family, struct sp_cidr *out)
+{
+	static const uint8_t zero[16];
+	size_t len = family == AF_INET6 ? 16 : 4;
+	const uint8_t *m = mask;
+	unsigned prefix = 0;
+
+	if (!memcmp(addr, zero, len) && !memcmp(mask, zero, len))
+		return;
+	while (prefix < 8 * len && (m[prefix / 8] & (0x80 >> (prefix % 8))))
+		prefix++;
+	out->addr.family = family;
+	memcpy(out->addr.u.bytes, addr, len);
+	out->prefix = prefix;
+}
+
+/* The address part of the entry; returns whether it holds anything this
+ * module does not write (interfaces, fragments, TOS, inversions). */
+static bool decode_header(const struct fam *f, const void *entry, struct sp_ipt_rule *r,
+			  bool *go_to, uint16_t *target_offset)
+{
+	if (f->family == AF_INET6) {
+		const struct ip6t_entry *e = entry;
+
+		decode_addr(&e->ipv6.src, &e->ipv6.smsk, AF_INET6, &r->src);
+		decode_addr(&e->ipv6.dst, &e->ipv6.dmsk, AF_INET6, &r->dst);
+		r->src_invert = e->ipv6.invflags & IP6T_INV_SRCIP;
+		r->dst_invert = e->ipv6.invflags & IP6T_INV_DSTIP;
+		r->proto = (uint8_t)e->ipv6.proto;
+		*go_to = e->ipv6.flags & IP6T_F_GOTO;
+		*target_offset = e->target_offset;
+		return e->ipv6.iniface[0] || e->ipv6.outiface[0] ||
+		       (e->ipv6.flags & ~(IP6T_F_PROTO | IP6T_F_GOTO)) ||
+		       (e->ipv6.invflags & ~(IP6T_INV_SRCIP | IP6T_INV_DSTIP)) ||
+		       e->ipv6.proto > 255 || (!e->ipv6.proto != !(e->ipv6.flags & IP6T_F_PROTO));
+	} else {
+		const struct ipt_entry *e = entry;
+
+		decode_addr(&e->ip.src, &e->ip.smsk, AF_INET, &r->src);
+		decode_addr(&e->ip.dst, &e->ip.dmsk, AF_INET, &r->dst);
+		r->src_invert = e->ip.invflags & IPT_INV_SRCIP;
+		r->dst_invert = e->ip.invflags & IPT_INV_DSTIP;
+		r->proto = (uint8_t)e->ip.proto;
+		*go_to = e->ip.flags & IPT_F_GOTO;
+		*target_offset = e->target_offset;
+		return e->ip.iniface[0] || e->ip.outiface[0] || (e->ip.flags & ~IPT_F_GOTO) ||
+		       (e->ip.invflags & ~(IPT_INV_SRCIP | IPT_INV_DSTIP)) || e->ip.proto > 255;
+	}
+}
+
 /* The kernel's entry as IR. Anything this module would not have written
  * becomes an UNKNOWN match or target, so that it never compares equal. */
-static void decode_rule(const struct ipt_entry *e, struct xtc_handle *h, struct sp_ipt_rule *r)
+static void decode_rule(const struct fam *f, const void *e, struct xtc_handle *h,
+			struct sp_ipt_rule *r)
 {
-	const uint8_t *p = (const uint8_t *)e;
-	size_t off = XT_ALIGN(sizeof(*e));
+	const uint8_t *p = e;
+	size_t off = f->entry_hdr;
+	uint16_t target_offset;
+	bool go_to;
 
 	memset(r, 0, sizeof(*r));
-	decode_addr(e->ip.src, e->ip.smsk, &r->src);
-	decode_addr(e->ip.dst, e->ip.dmsk, &r->dst);
-	r->src_invert = e->ip.invflags & IPT_INV_SRCIP;
-	r->dst_invert = e->ip.invflags & IPT_INV_DSTIP;
-	r->proto = (uint8_t)e->ip.proto;
-	if (e->ip.iniface[0] || e->ip.outiface[0] || (e->ip.flags & IPT_F_FRAG) ||
-	    (e->ip.invflags & ~(IPT_INV_SRCIP | IPT_INV_DSTIP)) || e->ip.proto > 255)
-		unknown_match(r, "[interface/fragment/inverted protocol]");
-	while (off < e->target_offset) {
+	if (decode_header(f, e, r, &go_to, &target_offset))
+		unknown_match(r, "[interface/fragment/tos/inverted protocol]");
+	while (off < target_offset) {
 		const struct xt_entry_match *m = (const void *)(p + off);
 
 		if (m->u.match_size < sizeof(*m))
 			break;
-		if (!decode_match(m, r))
+		if (!decode_match(m, f->family, r))
 			unknown_match(r, m->u.user.name);
 		off += m->u.match_size;
 	}
-	if (!decode_target(e, h, r)) {
+	if (!decode_target(f, e, go_to, h, r)) {
 		r->target.kind = SP_IPT_T_UNKNOWN;
-		r->target.chain = sp_xstrdup(iptc_get_target(e, h));
+		r->target.chain = sp_xstrdup(f->get_target(e, h));
 	}
 }
 
-static void read_chain(const char *name, struct xtc_handle *h, struct sp_ipt_chain *out)
+static void read_chain(const struct fam *f, const char *name, struct xtc_handle *h,
+		       struct sp_ipt_chain *out)
 {
-	for (const struct ipt_entry *e = iptc_first_rule(name, h); e; e = iptc_next_rule(e, h))
-		decode_rule(e, h, sp_ipt_rule_append(out));
+	for (const void *e = f->first_rule(name, h); e; e = f->next_rule(e, h))
+		decode_rule(f, e, h, sp_ipt_rule_append(out));
 }
 
 /* ---- sync ---- */
@@ -546,6 +801,7 @@ struct table_job {
 	const char *table;
 	const struct sp_iptc_owner *own;
 	struct sp_buf *diff; /* dry run when set */
+	const struct fam *f;
 	struct xtc_handle *h;
 	struct sp_iptc_stats *stats; /* this attempt's; added to *out_stats at the end */
 	struct sp_iptc_stats attempt_stats;
@@ -577,8 +833,8 @@ static int fail(struct table_job *j, const char *what, const char *chain)
 {
 	int err = errno;
 
-	sp_diag_error(j->diag, "iptables %s%s%s: %s: %s", j->table, chain ? " chain " : "",
-		      chain ? chain : "", what, iptc_strerror(err));
+	sp_diag_error(j->diag, "%s %s%s%s: %s: %s", j->f->tool, j->table, chain ? " chain " : "",
+		      chain ? chain : "", what, j->f->strerror(err));
 	return -1;
 }
 
@@ -587,8 +843,8 @@ static int append_rules(struct table_job *j, const struct sp_ipt_chain *c)
 	struct entry_buf *b = sp_xmalloc(sizeof(*b));
 
 	for (size_t i = 0; i < c->n_rules; i++) {
-		encode_rule(&c->rules[i], b);
-		if (!iptc_append_entry(c->name, &b->u.e, j->h)) {
+		encode_rule(j->f, &c->rules[i], b);
+		if (!j->f->append(c->name, b->u.bytes, j->h)) {
 			free(b);
 			return fail(j, "adding a rule", c->name);
 		}
@@ -609,7 +865,7 @@ static void diff_chain(struct table_job *j, const struct sp_ipt_chain *c)
 static int create_missing(struct table_job *j, bool *missing)
 {
 	for (size_t i = 0; i < j->n_wanted; i++) {
-		missing[i] = !iptc_is_chain(j->wanted[i]->name, j->h);
+		missing[i] = !j->f->is_chain(j->wanted[i]->name, j->h);
 		if (!missing[i])
 			continue;
 		j->changed = true;
@@ -618,7 +874,7 @@ static int create_missing(struct table_job *j, bool *missing)
 			diff_chain(j, j->wanted[i]);
 			continue;
 		}
-		if (!iptc_create_chain(j->wanted[i]->name, j->h))
+		if (!j->f->create_chain(j->wanted[i]->name, j->h))
 			return fail(j, "creating the chain", j->wanted[i]->name);
 	}
 	return 0;
@@ -636,7 +892,7 @@ static int sync_user_chains(struct table_job *j)
 
 		j->stats->rules_total += want->n_rules;
 		if (!missing[i]) {
-			read_chain(want->name, j->h, &have);
+			read_chain(j->f, want->name, j->h, &have);
 			same = sp_ipt_chain_equal(&have, want);
 			sp_ipt_chain_free(&have);
 			if (same) {
@@ -649,7 +905,7 @@ static int sync_user_chains(struct table_job *j)
 				diff_chain(j, want);
 				continue;
 			}
-			if (!iptc_flush_entries(want->name, j->h)) {
+			if (!j->f->flush_entries(want->name, j->h)) {
 				ret = fail(j, "flushing the chain", want->name);
 				break;
 			}
@@ -708,7 +964,7 @@ static int sync_builtin_chain(struct table_job *j, const struct sp_ipt_chain *wa
 	bool touched = false;
 	int ret = 0;
 
-	read_chain(want->name, j->h, &have);
+	read_chain(j->f, want->name, j->h, &have);
 	n = have.n_rules;
 	v = sp_xcalloc(n + want->n_rules + 1, sizeof(*v));
 	for (size_t i = 0; i < n; i++)
@@ -719,7 +975,7 @@ static int sync_builtin_chain(struct table_job *j, const struct sp_ipt_chain *wa
 		touched = true;
 		if (j->diff)
 			sp_buf_addf(&j->body, "-D %s %zu\n", want->name, k + 1);
-		else if (!iptc_delete_num_entry(want->name, (unsigned)k, j->h))
+		else if (!j->f->delete_num_entry(want->name, (unsigned)k, j->h))
 			ret = fail(j, "deleting a stale jump", want->name);
 		memmove(v + k, v + k + 1, (n - k - 1) * sizeof(*v));
 		n--;
@@ -740,8 +996,8 @@ static int sync_builtin_chain(struct table_job *j, const struct sp_ipt_chain *wa
 		} else {
 			struct entry_buf *b = sp_xmalloc(sizeof(*b));
 
-			encode_rule(r, b);
-			if (!iptc_insert_entry(want->name, &b->u.e, (unsigned)next, j->h))
+			encode_rule(j->f, r, b);
+			if (!j->f->insert(want->name, b->u.bytes, (unsigned)next, j->h))
 				ret = fail(j, "inserting a jump", want->name);
 			free(b);
 		}
@@ -765,8 +1021,8 @@ static char **owned_chains(struct table_job *j, size_t *n)
 	size_t cap = 0;
 
 	*n = 0;
-	for (const char *c = iptc_first_chain(j->h); c; c = iptc_next_chain(j->h)) {
-		if (iptc_builtin(c, j->h) || !sp_iptc_owned(j->own, c))
+	for (const char *c = j->f->first_chain(j->h); c; c = j->f->next_chain(j->h)) {
+		if (j->f->builtin(c, j->h) || !sp_iptc_owned(j->own, c))
 			continue;
 		*(char **)sp_array_push(&names, n, &cap, sizeof(*names)) = sp_xstrdup(c);
 	}
@@ -801,9 +1057,9 @@ static int delete_stale(struct table_job *j, bool everything)
 					sp_buf_addf(&j->tail, "-X %s\n", names[i]);
 				continue;
 			}
-			if (pass == 0 && !iptc_flush_entries(names[i], j->h))
+			if (pass == 0 && !j->f->flush_entries(names[i], j->h))
 				ret = fail(j, "flushing a stale chain", names[i]);
-			if (pass == 1 && !iptc_delete_chain(names[i], j->h))
+			if (pass == 1 && !j->f->delete_chain(names[i], j->h))
 				ret = fail(j, "deleting a stale chain (still referenced?)",
 					   names[i]);
 		}
@@ -825,10 +1081,12 @@ static int sync_once(struct table_job *j)
 	return ret;
 }
 
-static void job_init(struct table_job *j, enum sp_ipt_table_id id, const struct sp_iptc_owner *own,
-		     struct sp_buf *diff, struct sp_iptc_stats *stats, struct sp_diag *diag)
+static void job_init(struct table_job *j, int family, enum sp_ipt_table_id id,
+		     const struct sp_iptc_owner *own, struct sp_buf *diff,
+		     struct sp_iptc_stats *stats, struct sp_diag *diag)
 {
 	memset(j, 0, sizeof(*j));
+	j->f = fam_of(family);
 	j->id = id;
 	j->table = sp_ipt_table_name(id);
 	j->own = own;
@@ -859,15 +1117,15 @@ static void job_free(struct table_job *j)
 	sp_buf_free(&j->body);
 	sp_buf_free(&j->tail);
 	if (j->h)
-		iptc_free(j->h);
+		j->f->free(j->h);
 	j->h = NULL;
 }
 
 static int open_table(struct table_job *j)
 {
-	j->h = iptc_init(j->table);
+	j->h = j->f->init(j->table);
 	if (!j->h)
-		return fail(j, "reading the table (iptc_init)", NULL);
+		return fail(j, "reading the table", NULL);
 	return 0;
 }
 
@@ -888,7 +1146,7 @@ static int finish(struct table_job *j)
 	if (!j->changed)
 		return 0;
 	j->stats->commits++;
-	if (iptc_commit(j->h))
+	if (j->f->commit(j->h))
 		return 0;
 	if (errno == EAGAIN)
 		return 1;
@@ -918,7 +1176,7 @@ static int run_job(struct table_job *j, bool everything)
 		if (ret == 0)
 			ret = finish(j);
 		commits += j->stats->commits;
-		iptc_free(j->h);
+		j->f->free(j->h);
 		j->h = NULL;
 		raced = ret == 1;
 		if (!raced)
@@ -927,9 +1185,9 @@ static int run_job(struct table_job *j, bool everything)
 	}
 	if (raced)
 		sp_diag_error(j->diag,
-			      "iptables %s: another program kept changing the table; "
+			      "%s %s: another program kept changing the table; "
 			      "gave up after %d tries",
-			      j->table, COMMIT_TRIES);
+			      j->f->tool, j->table, COMMIT_TRIES);
 	j->stats->commits = commits;
 	j->out_stats->commits += j->stats->commits;
 	j->out_stats->chains_changed += j->stats->chains_changed;
@@ -945,7 +1203,7 @@ int sp_iptc_sync_table(const struct sp_ipt_table *want, const struct sp_iptc_own
 	struct table_job j;
 	int ret;
 
-	job_init(&j, want->id, own, diff, stats, diag);
+	job_init(&j, want->family ? want->family : AF_INET, want->id, own, diff, stats, diag);
 	j.want = want;
 	j.wanted = sp_xcalloc(want->n_chains + 1, sizeof(*j.wanted));
 	for (size_t i = 0; i < want->n_chains; i++) {
@@ -961,6 +1219,13 @@ int sp_iptc_sync_table(const struct sp_ipt_table *want, const struct sp_iptc_own
 int sp_iptc_cleanup_table(enum sp_ipt_table_id id, const struct sp_iptc_owner *own,
 			  struct sp_iptc_stats *stats, struct sp_diag *diag)
 {
+	return sp_iptc_cleanup_table_family(AF_INET, id, own, stats, diag);
+}
+
+int sp_iptc_cleanup_table_family(int family, enum sp_ipt_table_id id,
+				 const struct sp_iptc_owner *own, struct sp_iptc_stats *stats,
+				 struct sp_diag *diag)
+{
 	struct sp_ipt_table none;
 	struct table_job j;
 	int ret;
@@ -968,7 +1233,7 @@ int sp_iptc_cleanup_table(enum sp_ipt_table_id id, const struct sp_iptc_owner *o
 	/* The built-in chains with no wanted rule: every jump to an owned
 	 * chain is stale. */
 	sp_ipt_table_init(&none, id);
-	job_init(&j, id, own, NULL, stats, diag);
+	job_init(&j, family, id, own, NULL, stats, diag);
 	j.want = &none;
 	ret = run_job(&j, true);
 	job_free(&j);
@@ -979,12 +1244,19 @@ int sp_iptc_cleanup_table(enum sp_ipt_table_id id, const struct sp_iptc_owner *o
 int sp_iptc_read_table(enum sp_ipt_table_id id, const struct sp_iptc_owner *own,
 		       struct sp_ipt_table *out, struct sp_diag *diag)
 {
+	return sp_iptc_read_table_family(AF_INET, id, own, out, diag);
+}
+
+int sp_iptc_read_table_family(int family, enum sp_ipt_table_id id, const struct sp_iptc_owner *own,
+			      struct sp_ipt_table *out, struct sp_diag *diag)
+{
 	struct sp_iptc_stats stats = {0};
 	struct table_job j;
 	int lock, ret = 0;
 
 	sp_ipt_table_init(out, id);
-	job_init(&j, id, own, NULL, &stats, diag);
+	out->family = family;
+	job_init(&j, family, id, own, NULL, &stats, diag);
 	lock = xtables_lock(diag);
 	if (lock < 0 || open_table(&j) < 0) {
 		xtables_unlock(lock);
@@ -996,7 +1268,7 @@ int sp_iptc_read_table(enum sp_ipt_table_id id, const struct sp_iptc_owner *own,
 
 		if (!out->chains[i].builtin)
 			continue;
-		read_chain(out->chains[i].name, j.h, &all);
+		read_chain(j.f, out->chains[i].name, j.h, &all);
 		for (size_t r = 0; r < all.n_rules; r++) {
 			struct sp_ipt_rule *rule = &all.rules[r];
 
@@ -1014,7 +1286,7 @@ int sp_iptc_read_table(enum sp_ipt_table_id id, const struct sp_iptc_owner *own,
 		char **names = owned_chains(&j, &n);
 
 		for (size_t i = 0; i < n; i++)
-			read_chain(names[i], j.h, sp_ipt_chain_add(out, names[i]));
+			read_chain(j.f, names[i], j.h, sp_ipt_chain_add(out, names[i]));
 		free_names(names, n);
 	}
 	job_free(&j);

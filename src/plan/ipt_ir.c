@@ -42,8 +42,10 @@ void sp_ipt_table_init(struct sp_ipt_table *t, enum sp_ipt_table_id id)
 void sp_ipt_ruleset_init(struct sp_ipt_ruleset *rs, int family)
 {
 	rs->family = family;
-	for (int i = 0; i < SP_IPT_N_TABLES; i++)
+	for (int i = 0; i < SP_IPT_N_TABLES; i++) {
 		sp_ipt_table_init(&rs->tables[i], (enum sp_ipt_table_id)i);
+		rs->tables[i].family = family;
+	}
 }
 
 static void match_free(struct sp_ipt_match *m)

@@ -165,10 +165,11 @@ static void lower_nodeports_jump(struct lower *l)
 
 	if (l->plan->nodeport_all_local) {
 		r = rule_in(l->nat, CH_SERVICES);
-		/* Node ports on 127.0.0.1 would need route_localnet: not offered. */
-		sp_addr_parse("127.0.0.0", &loopback);
+		/* Node ports on loopback would need route_localnet (IPv4) or
+		 * cannot work (IPv6): not offered, as kube-proxy. */
+		sp_addr_parse(l->family == AF_INET6 ? "::1" : "127.0.0.0", &loopback);
 		r->dst.addr = loopback;
-		r->dst.prefix = 8;
+		r->dst.prefix = l->family == AF_INET6 ? 128 : 8;
 		r->dst_invert = true;
 		sp_ipt_add_comment(r, comment);
 		add_addrtype(r, false, false);

@@ -85,17 +85,19 @@ static void print_addrtype(const struct sp_ipt_match *m, struct sp_buf *out)
 			    m->u.addrtype.dst_type == SP_IPT_ADDRTYPE_LOCAL ? "LOCAL" : "?");
 }
 
-static void print_recent(const struct sp_ipt_match *m, struct sp_buf *out)
+static void print_recent(const struct sp_ipt_match *m, int family, struct sp_buf *out)
 {
 	sp_buf_add(out, m->u.recent.set ? " -m recent --set" : " -m recent --rcheck");
 	if (m->u.recent.seconds)
 		sp_buf_addf(out, " --seconds %u", m->u.recent.seconds);
 	if (m->u.recent.reap)
 		sp_buf_add(out, " --reap");
-	sp_buf_addf(out, " --name %s --mask 255.255.255.255 --rsource", m->u.recent.name);
+	sp_buf_addf(out, " --name %s --mask %s --rsource", m->u.recent.name,
+		    family == AF_INET6 ? "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+				       : "255.255.255.255");
 }
 
-static void print_match(const struct sp_ipt_match *m, struct sp_buf *out)
+static void print_match(const struct sp_ipt_match *m, int family, struct sp_buf *out)
 {
 	switch (m->kind) {
 	case SP_IPT_M_COMMENT:
@@ -124,7 +126,7 @@ static void print_match(const struct sp_ipt_match *m, struct sp_buf *out)
 			    (double)m->u.probability / 2147483648.0);
 		break;
 	case SP_IPT_M_RECENT:
-		print_recent(m, out);
+		print_recent(m, family, out);
 		break;
 	case SP_IPT_M_CONNTRACK:
 		sp_buf_add(out, " -m conntrack");
@@ -136,7 +138,7 @@ static void print_match(const struct sp_ipt_match *m, struct sp_buf *out)
 	}
 }
 
-static void print_target(const struct sp_ipt_target *t, struct sp_buf *out)
+static void print_target(const struct sp_ipt_target *t, int family, struct sp_buf *out)
 {
 	char buf[SP_ADDRSTRLEN];
 
@@ -158,7 +160,9 @@ static void print_target(const struct sp_ipt_target *t, struct sp_buf *out)
 		sp_buf_add(out, " -j RETURN");
 		break;
 	case SP_IPT_T_REJECT:
-		sp_buf_add(out, " -j REJECT --reject-with icmp-port-unreachable");
+		sp_buf_add(out, family == AF_INET6
+					? " -j REJECT --reject-with icmp6-port-unreachable"
+					: " -j REJECT --reject-with icmp-port-unreachable");
 		break;
 	case SP_IPT_T_DNAT:
 		sp_addr_format(&t->to_addr, buf);
@@ -181,13 +185,19 @@ static void print_target(const struct sp_ipt_target *t, struct sp_buf *out)
 
 void sp_ipt_print_rule(const char *chain, const struct sp_ipt_rule *r, struct sp_buf *out)
 {
+	sp_ipt_print_rule_family(chain, r, AF_INET, out);
+}
+
+void sp_ipt_print_rule_family(const char *chain, const struct sp_ipt_rule *r, int family,
+			      struct sp_buf *out)
+{
 	sp_buf_addf(out, "-A %s", chain);
 	print_cidr('s', &r->src, r->src_invert, out);
 	print_cidr('d', &r->dst, r->dst_invert, out);
 	print_proto(r->proto, out);
 	for (size_t i = 0; i < r->n_matches; i++)
-		print_match(&r->matches[i], out);
-	print_target(&r->target, out);
+		print_match(&r->matches[i], family, out);
+	print_target(&r->target, family, out);
 	sp_buf_add(out, "\n");
 }
 
@@ -228,7 +238,7 @@ void sp_ipt_print_table(const struct sp_ipt_table *t, struct sp_buf *out)
 		sp_buf_addf(out, ":%s %s [0:0]\n", v[i]->name, v[i]->builtin ? "ACCEPT" : "-");
 	for (size_t i = 0; i < t->n_chains; i++) {
 		for (size_t j = 0; j < v[i]->n_rules; j++)
-			sp_ipt_print_rule(v[i]->name, &v[i]->rules[j], out);
+			sp_ipt_print_rule_family(v[i]->name, &v[i]->rules[j], t->family, out);
 	}
 	sp_buf_add(out, "COMMIT\n");
 	free(v);
@@ -281,7 +291,8 @@ void sp_ipt_print_ruleset_json(const struct sp_ipt_ruleset *rs, struct sp_buf *o
 				    v[c]->builtin ? "true" : "false");
 			for (size_t r = 0; r < v[c]->n_rules; r++) {
 				sp_buf_reset(&line);
-				sp_ipt_print_rule(v[c]->name, &v[c]->rules[r], &line);
+				sp_ipt_print_rule_family(v[c]->name, &v[c]->rules[r], rs->family,
+							 &line);
 				line.data[--line.len] = '\0'; /* the newline */
 				if (r)
 					sp_buf_add(out, ",");

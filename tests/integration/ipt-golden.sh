@@ -4,7 +4,8 @@
 # `iptables-save` text of the plan must pass `iptables-legacy-restore --test`
 # in a scratch namespace (nothing is programmed: --test only parses and
 # checks every match and target with the kernel), be the same bytes on a
-# second run, and the JSON form must parse.
+# second run, and the JSON form must parse. A dual-stack plan's IPv6 part
+# must pass `ip6tables-legacy-restore --test`.
 set -eu
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -45,6 +46,20 @@ check_plan own --node node-1 --cluster-cidr 10.244.0.0/16 plan \
 check_plan masq-all --node node-1 --masquerade-all plan \
 	"$top_srcdir/tests/integration/ipt-example.json"
 
+# Dual stack: the IPv4 part for iptables-restore, the part after
+# "# ip6tables" for ip6tables-restore.
+"$DRIVE" --node node-1 --cluster-cidr 10.244.0.0/16 --cluster-cidr fd01::/48 plan \
+	"$top_srcdir/tests/integration/ipt-dualstack.json" > "$TMP/ds.plan" 2>/dev/null || true
+sed '/^# ip6tables$/,$d' "$TMP/ds.plan" > "$TMP/ds4.plan"
+sed -n '/^# ip6tables$/,$p' "$TMP/ds.plan" > "$TMP/ds6.plan"
+grep -q '^-A KUBE-SEP-.*--to-destination \[fd01::1:10\]:8080$' "$TMP/ds6.plan" ||
+	fail "dual stack: no IPv6 endpoint in the ip6tables part"
+ip netns exec "$NS" iptables-legacy-restore --test < "$TMP/ds4.plan" 2> "$TMP/ds.err" ||
+	fail "dual stack: iptables-legacy-restore --test: $(cat "$TMP/ds.err")"
+ip netns exec "$NS" ip6tables-legacy-restore --test < "$TMP/ds6.plan" 2> "$TMP/ds.err" ||
+	fail "dual stack: ip6tables-legacy-restore --test: $(cat "$TMP/ds.err")"
+echo "ok: dual-stack plan accepted by iptables- and ip6tables-legacy-restore"
+
 # The checker itself must be able to fail: a plan with a jump to a chain
 # that does not exist is refused.
 sed 's/-j KUBE-MARK-MASQ$/-j KUBE-NO-SUCH-CHAIN/' "$TMP/own.plan" > "$TMP/broken.plan"
@@ -54,7 +69,7 @@ fi
 
 "$DRIVE" --node node-1 --cluster-cidr 10.244.0.0/16 json \
 	"$top_srcdir/tests/integration/ipt-example.json" > "$TMP/plan.json" 2>/dev/null || true
-python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert [t["name"] for t in d["tables"]] == ["filter","nat"]' \
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["ipv4"]; assert [t["name"] for t in d["tables"]] == ["filter","nat"]' \
 	"$TMP/plan.json" || fail "JSON plan does not parse"
 
 # Nothing was programmed by --test.

@@ -13,7 +13,8 @@
 #    are never touched, neither by sync nor by cleanup;
 #  - with the xtables lock held by someone else, the agent waits, then gives
 #    up with a clear message and changes nothing;
-#  - cleanup leaves none of the agent's chains or jumps.
+#  - cleanup leaves none of the agent's chains or jumps;
+#  - dual stack: ip6tables-legacy-save equals the IPv6 part of the plan.
 set -eu
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -165,4 +166,28 @@ done
 [ "$(grep -e OTHER -e CANARY -e 10.9.0.0 "$TMP/left.nat")" = "$(cat "$TMP/foreign.nat")" ] ||
 	fail "cleanup touched foreign nat rules"
 echo "ok: cleanup removed everything of ours and nothing else"
+
+# 7. Dual stack: the ip6tables tables too, each equal to its part of the
+# plan; cleanup empties both families.
+DS="$top_srcdir/tests/integration/ipt-dualstack.json"
+OPTS="$OPTS --cluster-cidr fd01::/48"
+drive plan "$DS" > "$TMP/ds.plan" 2>/dev/null
+sed '/^# ip6tables$/,$d' "$TMP/ds.plan" > "$TMP/ds4.plan"
+sed '1,/^# ip6tables$/d' "$TMP/ds.plan" > "$TMP/ds6.plan"
+expect_stats "4 59" "dual-stack sync" "$DS"
+expect_plan_equals_kernel "$TMP/ds4.plan" "dual stack, IPv4"
+for t in filter nat; do
+	plan_table "$TMP/ds6.plan" $t > "$TMP/want6.$t"
+	in_ns ip6tables-legacy-save -t $t | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]/[0:0]/' \
+		> "$TMP/have6.$t"
+	diff -u "$TMP/want6.$t" "$TMP/have6.$t" > "$TMP/delta" ||
+		fail "dual stack: ip6tables $t differs from the plan: $(cat "$TMP/delta")"
+done
+echo "ok: dual stack, IPv6: ip6tables-legacy-save equals the plan"
+expect_stats "0 0" "dual-stack second sync" "$DS"
+drive cleanup 2> "$TMP/err" || fail "dual-stack cleanup: $(cat "$TMP/err")"
+if in_ns ip6tables-legacy-save | grep -q 'KUBE-'; then
+	fail "cleanup left ip6tables rules"
+fi
+echo "ok: cleanup emptied both families"
 echo "PASS"

@@ -541,6 +541,44 @@ START_TEST(masquerade_all_and_nodeport_addresses)
 }
 END_TEST
 
+START_TEST(ipv6_lowering)
+{
+	struct sp_plan p;
+	struct sp_plan_svcport *sp;
+	struct sp_ipt_ruleset rs;
+	struct sp_buf out;
+
+	plan_init(&p);
+	sp = add_svcport(&p, "ns", "v6", "", IPPROTO_TCP, "fd00::5", 80);
+	sp->family = AF_INET6;
+	sp->affinity = true;
+	sp->affinity_timeout = 10;
+	add_ep(sp, "fd01::7", 8080, false, true, false);
+	sp = add_svcport(&p, "ns", "gone", "", IPPROTO_UDP, "fd00::6", 53);
+	sp->family = AF_INET6;
+	add_svcport(&p, "ns", "v4", "", IPPROTO_TCP, "10.96.0.4", 80);
+	sp_buf_init(&out);
+	sp_ipt_ruleset_init(&rs, AF_INET6);
+	sp_ipt_lower(&p, &rs);
+	sp_ipt_print_ruleset(&rs, &out);
+	assert_has(out.data,
+		   "-A KUBE-SERVICES ! -d ::1/128 -m comment --comment \"kubernetes "
+		   "service nodeports; NOTE: this must be the last rule in this chain\" -m "
+		   "addrtype --dst-type LOCAL -j KUBE-NODEPORTS\n");
+	assert_has(out.data,
+		   "-A KUBE-SERVICES -d fd00::6/128 -p udp -m comment --comment \"ns/gone "
+		   "has no endpoints\" -m udp --dport 53 -j REJECT --reject-with "
+		   "icmp6-port-unreachable\n");
+	assert_has(out.data, "--mask ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff --rsource -m tcp -j "
+			     "DNAT --to-destination [fd01::7]:8080\n");
+	/* The IPv4 service port is not in the IPv6 rules. */
+	assert_lacks(out.data, "10.96.0.4");
+	sp_ipt_ruleset_free(&rs);
+	sp_buf_free(&out);
+	plan_release(&p);
+}
+END_TEST
+
 START_TEST(chain_equal_compares_rules)
 {
 	struct sp_ipt_table a, b;
@@ -578,6 +616,7 @@ static Suite *ipt_suite(void)
 	tcase_add_test(tc, source_ranges_firewall);
 	tcase_add_test(tc, internal_local_without_local_endpoints_drops);
 	tcase_add_test(tc, masquerade_all_and_nodeport_addresses);
+	tcase_add_test(tc, ipv6_lowering);
 	tcase_add_test(tc, chain_equal_compares_rules);
 	suite_add_tcase(s, tc);
 	return s;
