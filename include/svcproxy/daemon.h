@@ -55,7 +55,8 @@ struct sp_daemon_opts {
 };
 
 /* Run until SIGTERM or SIGINT. The kernel state stays programmed on exit
- * (only `svcproxy cleanup` removes it). Returns the process exit status: 0
+ * (only `svcproxy cleanup` removes it). SIGTERM and SIGINT are left blocked
+ * on return: the caller is expected to exit. Returns the process exit status: 0
  * after a signal, 1 when the daemon could not start (diag says why: a bind
  * address in use, the backend could not open, an unreadable kubeconfig). */
 int sp_daemon_run(const struct sp_daemon_opts *opts, struct sp_diag *diag);

@@ -610,7 +610,17 @@ static void teardown(struct sp_daemon *d, const sigset_t *old_mask)
 		close(d->epfd);
 	sp_dlog_dedup_free(&d->dedup_sync);
 	sp_dshared_free(&d->sh);
-	sigprocmask(SIG_SETMASK, old_mask, NULL);
+	/* SIGTERM and SIGINT stay blocked: a second one (timeout(1) and
+	 * process-group kills deliver it twice) must not kill the process
+	 * halfway through its exit. SIGHUP goes back to how it was. */
+	{
+		sigset_t hup;
+
+		sigemptyset(&hup);
+		sigaddset(&hup, SIGHUP);
+		if (!sigismember(old_mask, SIGHUP))
+			sigprocmask(SIG_UNBLOCK, &hup, NULL);
+	}
 }
 
 int sp_daemon_run(const struct sp_daemon_opts *opts, struct sp_diag *diag)
