@@ -1,0 +1,7 @@
+#!/bin/sh
+# The shared real-traffic scenarios (scenarios.sh) in iptables mode, then
+# the iptables-specific checks (ipt-scenario-checks.sh) on the same cluster.
+: "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+SP_EXTRA_CHECKS="$top_srcdir/tests/integration/ipt-scenario-checks.sh"
+export top_srcdir SP_EXTRA_CHECKS
+exec bash "$top_srcdir/tests/integration/scenarios.sh" iptables
