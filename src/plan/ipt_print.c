@@ -133,7 +133,9 @@ static void print_match(const struct sp_ipt_match *m, int family, struct sp_buf 
 		print_ctstate(m->u.ctstate, out);
 		break;
 	case SP_IPT_M_UNKNOWN:
-		sp_buf_addf(out, " -m %s", m->u.comment);
+		/* Marked, so that it can never print (and compare) like a
+		 * match the agent writes, e.g. "-m tcp" with a source port. */
+		sp_buf_addf(out, " -m %s [not understood]", m->u.comment);
 		break;
 	}
 }
@@ -144,8 +146,10 @@ static void print_target(const struct sp_ipt_target *t, int family, struct sp_bu
 
 	switch (t->kind) {
 	case SP_IPT_T_JUMP:
-	case SP_IPT_T_UNKNOWN:
 		sp_buf_addf(out, " -j %s", t->chain);
+		break;
+	case SP_IPT_T_UNKNOWN:
+		sp_buf_addf(out, " -j %s [not understood]", t->chain);
 		break;
 	case SP_IPT_T_GOTO:
 		sp_buf_addf(out, " -g %s", t->chain);

@@ -7,8 +7,9 @@
 #  - one endpoint change rewrites only the chains it touches: one commit,
 #    three chains (its KUBE-SVC, the old KUBE-SEP gone, the new one added),
 #    shown with the stats and the before/after save diff;
-#  - a chain deleted by hand, a hook jump deleted by hand and a rule edited
-#    by hand are all back after the next sync (diff says so first);
+#  - a chain deleted by hand, a hook jump deleted by hand and rules edited
+#    by hand (also with a match the agent never writes) are all back after
+#    the next sync (diff says so first);
 #  - other people's chains and rules (also a KUBE-* chain that is not ours)
 #    are never touched, neither by sync nor by cleanup;
 #  - with the xtables lock held by someone else, the agent waits, then gives
@@ -125,12 +126,17 @@ ipt -t nat -X "$sep"
 ipt -t nat -D PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
 ipt -t nat -R KUBE-MARK-MASQ 1 -j MARK --or-mark 0x8000
 ipt -t filter -D FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD
+# A match the agent never writes (a source port) inside one of its rules.
+web_sep=$(grep -- '-j DNAT --to-destination 10.244.1.10:8080$' "$TMP/plan2" | awk '{print $2}')
+ipt -t nat -R "$web_sep" 2 -p tcp -m comment --comment "default/web:http" -m tcp --sport 1234 \
+	-j DNAT --to-destination 10.244.1.10:8080
 rc=0
 drive diff "$TMP/moved.json" > "$TMP/diff" 2>/dev/null || rc=$?
 [ "$rc" = 1 ] || fail "diff after drift exited $rc: $(cat "$TMP/diff")"
 grep -q "^:$sep " "$TMP/diff" || fail "diff does not name the deleted chain"
 grep -q '^-I PREROUTING 1 ' "$TMP/diff" || fail "diff does not restore the hook jump"
-expect_stats "2 5" "drift repair" "$TMP/moved.json"
+grep -q "^:$web_sep " "$TMP/diff" || fail "diff does not rewrite the chain with a foreign match"
+expect_stats "2 6" "drift repair" "$TMP/moved.json"
 expect_plan_equals_kernel "$TMP/plan2" "after drift repair"
 [ "$(save filter | grep -v KUBE-)" = "$(cat "$TMP/foreign.filter")" ] ||
 	fail "foreign filter rules changed"

@@ -593,6 +593,15 @@ START_TEST(chain_equal_compares_rules)
 	ck_assert(sp_ipt_chain_equal(ca, cb));
 	sp_ipt_add_comment(&cb->rules[0], "x");
 	ck_assert(!sp_ipt_chain_equal(ca, cb));
+	/* A match read back and not understood never equals one the agent
+	 * writes, even when its name is the same ("-m tcp" with a source
+	 * port against a bare "-m tcp"). */
+	sp_ipt_add_dport(&ca->rules[0], IPPROTO_TCP, 0);
+	sp_ipt_rule_free(&cb->rules[0]);
+	sp_ipt_set_jump(&cb->rules[0], "KUBE-MARK-MASQ");
+	cb->rules[0].proto = IPPROTO_TCP;
+	sp_ipt_match_add(&cb->rules[0], SP_IPT_M_UNKNOWN)->u.comment = sp_xstrdup("tcp");
+	ck_assert(!sp_ipt_chain_equal(ca, cb));
 	sp_ipt_table_free(&a);
 	sp_ipt_table_free(&b);
 }
