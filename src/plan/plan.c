@@ -18,10 +18,11 @@
 #include <sys/socket.h>
 
 /* Schedulers the kernel's IPVS offers (ip_vs_*.ko), as ipvsadm names them. */
+/* clang-format off */
 static const char *const ipvs_schedulers[] = {
-	"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh",
-	"sh", "sed", "nq", "mh",  "fo",	  "ovf",   "twos",
+	"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf", "twos",
 };
+/* clang-format on */
 
 struct planner {
 	struct sp_plan *plan;
