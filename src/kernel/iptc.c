@@ -857,7 +857,7 @@ static void diff_chain(struct table_job *j, const struct sp_ipt_chain *c)
 {
 	sp_buf_addf(&j->head, ":%s - [0:0]\n", c->name);
 	for (size_t i = 0; i < c->n_rules; i++)
-		sp_ipt_print_rule(c->name, &c->rules[i], &j->body);
+		sp_ipt_print_rule_family(c->name, &c->rules[i], j->f->family, &j->body);
 }
 
 /* Create the missing wanted chains first: a jump can only be encoded to a
@@ -946,7 +946,7 @@ static void diff_insert(struct table_job *j, const char *chain, size_t pos,
 	struct sp_buf line;
 
 	sp_buf_init(&line);
-	sp_ipt_print_rule(chain, r, &line);
+	sp_ipt_print_rule_family(chain, r, j->f->family, &line);
 	/* "-A CHAIN rest" -> "-I CHAIN pos rest" */
 	sp_buf_addf(&j->body, "-I %s %zu%s", chain, pos, line.data + 3 + strlen(chain));
 	sp_buf_free(&line);

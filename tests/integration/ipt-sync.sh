@@ -191,6 +191,18 @@ for t in filter nat; do
 done
 echo "ok: dual stack, IPv6: ip6tables-legacy-save equals the plan"
 expect_stats "0 0" "dual-stack second sync" "$DS"
+# diff's IPv6 part is ip6tables-restore --noflush input that repairs drift.
+sep6=$(grep -o 'KUBE-SEP-[A-Z0-9]* -p tcp .*\[fd01::1:10\]:8080$' "$TMP/ds6.plan" | awk '{print $1}')
+in_ns ip6tables-legacy -t nat -F "$sep6"
+rc=0
+drive diff "$DS" > "$TMP/ds.diff" 2>/dev/null || rc=$?
+[ "$rc" = 1 ] || fail "dual-stack diff exited $rc"
+sed -n '/^# ip6tables$/,$p' "$TMP/ds.diff" > "$TMP/ds6.diff"
+grep -q "^:$sep6 " "$TMP/ds6.diff" || fail "dual-stack diff misses $sep6: $(cat "$TMP/ds.diff")"
+in_ns ip6tables-legacy-restore --noflush < "$TMP/ds6.diff" ||
+	fail "ip6tables-legacy-restore refused the diff: $(cat "$TMP/ds6.diff")"
+drive diff "$DS" > "$TMP/ds.diff" 2>/dev/null || fail "diff applied by hand did not repair: $(cat "$TMP/ds.diff")"
+echo "ok: dual stack: diff is restore input that repairs the drift"
 drive cleanup 2> "$TMP/err" || fail "dual-stack cleanup: $(cat "$TMP/err")"
 if in_ns ip6tables-legacy-save | grep -q 'KUBE-'; then
 	fail "cleanup left ip6tables rules"
