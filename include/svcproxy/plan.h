@@ -60,7 +60,7 @@ struct sp_plan_svcport {
 	bool internal_policy_local;
 	bool affinity;
 	uint32_t affinity_timeout;	 /* seconds */
-	uint16_t health_check_node_port; /* Local LoadBalancer/NodePort only */
+	uint16_t health_check_node_port; /* Local LoadBalancer only, as kube-proxy */
 	char *ipvs_scheduler;		 /* resolved: the Service's annotation or the node's */
 	/* Usable endpoints (kube-proxy's allReachableEndpoints), sorted by
 	 * address then port, no duplicates. */
