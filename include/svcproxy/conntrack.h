@@ -138,7 +138,22 @@ enum sp_ct_reason sp_ct_reason_parse(const char *name); /* SP_CT_REASON_MAX if u
  *    orig dst);
  *  - session affinity changed: UDP entries to the Service port's addresses,
  *    so that every flow is placed again under the new affinity rule.
- * TCP is left alone except on a traffic policy change. */
+ * TCP is left alone except on a traffic policy change.
+ *
+ * "The affinity state" of a Service port, per mode, and who resets it:
+ *  - conntrack (all modes): established UDP flows keep the endpoint they had
+ *    whatever the affinity rule says now; flushed here (the rule above);
+ *  - nftables: the client -> endpoint records are elements of the port's
+ *    dynamic affinity map, whose type carries the timeout; turning affinity
+ *    off deletes the map, on creates it empty, a timeout change replaces it
+ *    (a new set type): the nft sync resets it;
+ *  - iptables: xt_recent lists, one per endpoint chain; the kernel frees a
+ *    list with the last rule that names it (affinity off), a new timeout is
+ *    applied by the rules' --rcheck --seconds at the next packet;
+ *  - ipvs: persistence templates live in IPVS's own connection table, not in
+ *    nf_conntrack, and cannot be deleted over netlink; with persistence off
+ *    IPVS stops consulting them and they expire, and nf_conntrack entries
+ *    of IPVS flows (net.ipv4.vs.conntrack=1) are flushed here like others. */
 void sp_ct_stale(const struct sp_ct_summary *old, const struct sp_ct_summary *new,
 		 struct sp_ct_filters *out);
 
