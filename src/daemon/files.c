@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
@@ -18,8 +19,11 @@
 
 struct sp_dfile {
 	char *path;
-	char *text; /* last content read, good or not */
+	/* The last content read, good or not, as length + hash: enough to
+	 * skip a re-read that changed nothing, without keeping a copy. */
+	bool read_once;
 	size_t len;
+	uint64_t hash;
 	struct sp_dstore good; /* objects of the last good content */
 	bool bad;	       /* the current content was rejected */
 	bool seen;	       /* found by the current scan */
@@ -45,7 +49,6 @@ struct sp_dfiles {
 static void file_clear(struct sp_dfile *f)
 {
 	free(f->path);
-	free(f->text);
 	sp_dstore_free(&f->good);
 }
 
@@ -181,6 +184,18 @@ static char *slurp(const char *path, size_t max, size_t *len, int *err)
 	return buf;
 }
 
+/* FNV-1a, 64 bits. */
+static uint64_t fnv1a(const char *data, size_t len)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)data[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
 /* Read one file; replace its objects when the new content is good. */
 static bool reread(struct sp_dfiles *f, const char *path, struct sp_dchanges *ch, size_t *n_bad,
 		   struct sp_diag *diag)
@@ -191,6 +206,7 @@ static bool reread(struct sp_dfiles *f, const char *path, struct sp_dchanges *ch
 	struct sp_diag check;
 	size_t len = 0;
 	int err = 0, r;
+	uint64_t hash;
 	char *text = slurp(path, f->lim.max_file_bytes, &len, &err);
 	cJSON *doc;
 
@@ -203,14 +219,16 @@ static bool reread(struct sp_dfiles *f, const char *path, struct sp_dchanges *ch
 				      path, strerror(err));
 		return false;
 	}
-	if (e->text && e->len == len && !memcmp(e->text, text, len)) {
+	hash = fnv1a(text, len);
+	if (e->read_once && e->len == len && e->hash == hash) {
 		free(text);
 		return false;
 	}
-	free(e->text);
-	e->text = text;
+	e->read_once = true;
 	e->len = len;
+	e->hash = hash;
 	doc = cJSON_ParseWithLength(text, len);
+	free(text);
 	if (!doc) {
 		sp_diag_error(diag,
 			      "%s: not valid JSON (half written?); keeping its last good content",

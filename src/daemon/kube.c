@@ -749,22 +749,24 @@ int sp_kube_fill(const struct sp_kube *k, struct sp_cluster *c, struct sp_diag *
 bool sp_kube_node_eligible(const struct sp_kube *k)
 {
 	const struct sp_dstore *nodes = &k->res[2].store;
+	bool eligible = true;
 
-	for (size_t i = 0; i < nodes->n; i++) {
-		const cJSON *obj = nodes->objs[i].obj;
+	for (size_t i = 0; i < nodes->n && eligible; i++) {
+		cJSON *obj = sp_dobj_decode(&nodes->objs[i]);
 		const cJSON *taints = cJSON_GetObjectItemCaseSensitive(
 			cJSON_GetObjectItemCaseSensitive(obj, "spec"), "taints");
 		const cJSON *t;
 
 		if (sp_djson_str(obj, "metadata.deletionTimestamp"))
-			return false;
+			eligible = false;
 		cJSON_ArrayForEach(t, taints)
 		{
 			const char *key = sp_djson_str(t, "key");
 
 			if (key && !strcmp(key, "ToBeDeletedByClusterAutoscaler"))
-				return false;
+				eligible = false;
 		}
+		cJSON_Delete(obj);
 	}
-	return true;
+	return eligible;
 }

@@ -11,8 +11,12 @@ void sp_dstore_init(struct sp_dstore *s)
 static void obj_clear(struct sp_dobj *o)
 {
 	free(o->key);
-	cJSON_Delete(o->obj);
 	free(o->text);
+}
+
+cJSON *sp_dobj_decode(const struct sp_dobj *o)
+{
+	return cJSON_Parse(o->text);
 }
 
 void sp_dstore_free(struct sp_dstore *s)
@@ -111,30 +115,29 @@ bool sp_dstore_put(struct sp_dstore *s, cJSON *obj, struct sp_dchanges *ch)
 {
 	char *key = key_of(obj);
 	char *text = cJSON_PrintUnformatted(obj);
+	enum sp_dkind kind = sp_dkind_of(sp_djson_str(obj, "kind"));
 	bool found;
 	size_t at = find(s, key, &found);
 	struct sp_dobj *o;
 
+	cJSON_Delete(obj);
 	if (!text)
 		abort(); /* cJSON only fails to print when out of memory */
 	if (found) {
 		o = &s->objs[at];
 		free(key);
 		if (!strcmp(o->text, text)) {
-			cJSON_Delete(obj);
 			free(text);
 			return false;
 		}
-		cJSON_Delete(o->obj);
 		free(o->text);
 	} else {
 		sp_array_push(&s->objs, &s->n, &s->cap, sizeof(*s->objs));
 		memmove(&s->objs[at + 1], &s->objs[at], (s->n - 1 - at) * sizeof(*s->objs));
 		o = &s->objs[at];
 		o->key = key;
-		o->kind = sp_dkind_of(sp_djson_str(obj, "kind"));
+		o->kind = kind;
 	}
-	o->obj = obj;
 	o->text = text;
 	count(ch, o->kind);
 	return true;
@@ -207,7 +210,13 @@ int sp_dstore_fill(const struct sp_dstore *s, struct sp_cluster *c, const char *
 	int worst = 0;
 
 	for (size_t i = 0; i < s->n; i++) {
-		int r = sp_source_read_json(c, origin, s->objs[i].obj, lim, diag);
+		cJSON *obj = sp_dobj_decode(&s->objs[i]);
+		int r;
+
+		if (!obj)
+			abort(); /* printed by cJSON: only out of memory fails */
+		r = sp_source_read_json(c, origin, obj, lim, diag);
+		cJSON_Delete(obj);
 
 		if (r < 0)
 			worst = -1;

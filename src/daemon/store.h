@@ -25,8 +25,10 @@ enum sp_dkind {
 struct sp_dobj {
 	char *key; /* "kind/namespace/name" */
 	enum sp_dkind kind;
-	cJSON *obj; /* owned */
-	char *text; /* printed, to tell a real change from a repeat */
+	/* The object as compact JSON: a fraction of a cJSON tree's memory (a
+	 * node agent holds every Service and EndpointSlice of the cluster),
+	 * and equal text tells a repeat from a change. Decoded at each sync. */
+	char *text;
 };
 
 struct sp_dstore {
@@ -46,7 +48,7 @@ void sp_dstore_free(struct sp_dstore *s);
 void sp_dstore_swap(struct sp_dstore *a, struct sp_dstore *b);
 enum sp_dkind sp_dkind_of(const char *kind);
 
-/* Take ownership of obj (it must carry kind and metadata.name). Returns true
+/* Store obj (it must carry kind and metadata.name) and free it. Returns true
  * when the store changed (new object, or different content); ch counts it. */
 bool sp_dstore_put(struct sp_dstore *s, cJSON *obj, struct sp_dchanges *ch);
 /* Remove the object with obj's kind/namespace/name, if present. */
@@ -62,6 +64,8 @@ void sp_dstore_diff(const struct sp_dstore *old_s, const struct sp_dstore *new_s
  * sp_source_read_json (0, 1 some skipped, -1). */
 int sp_dstore_fill(const struct sp_dstore *s, struct sp_cluster *c, const char *origin,
 		   const struct sp_source_limits *lim, struct sp_diag *diag);
+/* Decode a stored object; the caller deletes it. NULL only if out of memory. */
+cJSON *sp_dobj_decode(const struct sp_dobj *o);
 /* Read cJSON string member (NULL when absent or not a string). */
 const char *sp_djson_str(const cJSON *obj, const char *path);
 
