@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "svcproxy/diag.h"
+#include "svcproxy/ipt.h"
 #include "svcproxy/plan.h"
 #include "svcproxy/util.h"
 
@@ -75,15 +76,6 @@ struct sp_ipvs_rule {
 	uint32_t pref; /* SP_IPVS_CAPTURE_PREF or SP_IPVS_MARKER_PREF */
 };
 
-/* One helper iptables rule, kept as its iptables-save text (without the
- * `-A CHAIN` prefix) with its table and chain. */
-struct sp_ipvs_iptrule {
-	int family; /* AF_INET: iptables, AF_INET6: ip6tables */
-	const char *table; /* "nat" or "filter" (static strings) */
-	char *chain;
-	char *spec;
-};
-
 struct sp_ipvs_state {
 	struct sp_ipvs_service *services; /* sorted by sp_ipvs_service_cmp */
 	size_t n_services, cap_services;
@@ -91,8 +83,14 @@ struct sp_ipvs_state {
 	size_t n_link_addrs, cap_link_addrs;
 	struct sp_ipvs_rule *rules; /* sorted, unique */
 	size_t n_rules, cap_rules;
-	struct sp_ipvs_iptrule *iptrules; /* in rule order */
-	size_t n_iptrules, cap_iptrules;
+	/* Source address of SP_IPVS_TABLE's local route per family ([0] IPv4,
+	 * [1] IPv6; family 0: none): the node IP, so that the node's own
+	 * connections to a captured address carry an address replies can
+	 * reach (without it they would leave with the captured address). */
+	struct sp_addr route_src[2];
+	/* Helper rules (IPv4; programmed with src/kernel/iptc.c). Desired
+	 * state only: read-back states leave it empty. */
+	struct sp_ipt_ruleset ipt;
 };
 
 void sp_ipvs_state_init(struct sp_ipvs_state *st);
@@ -138,12 +136,12 @@ const char *sp_ipvs_dest_desc(const struct sp_ipvs_dest *d, char *buf);
 void sp_ipvs_print_services(const struct sp_ipvs_state *st, struct sp_buf *out);
 void sp_ipvs_print_link(const struct sp_ipvs_state *st, struct sp_buf *out);
 void sp_ipvs_print_rules(const struct sp_ipvs_state *st, struct sp_buf *out);
-void sp_ipvs_print_iptables(const struct sp_ipvs_state *st, int family, struct sp_buf *out);
+void sp_ipvs_print_iptables(const struct sp_ipvs_state *st, struct sp_buf *out);
 void sp_ipvs_print(const struct sp_ipvs_state *st, struct sp_buf *out);
 void sp_ipvs_print_json(const struct sp_ipvs_state *st, struct sp_buf *out);
 
-/* The helper chains the mode owns, per table (NULL-terminated lists). */
-extern const char *const sp_ipvs_nat_chains[];
-extern const char *const sp_ipvs_filter_chains[];
+/* The helper chains the mode owns (NULL-terminated; same names in both
+ * tables: nat has the first three, filter the last). */
+extern const char *const sp_ipvs_owned_chains[];
 
 #endif

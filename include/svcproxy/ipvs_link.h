@@ -36,8 +36,10 @@ int sp_ipvs_link_addr_del(struct sp_ipvs_rtnl *rt, int ifindex, const struct sp_
 int sp_ipvs_rules_dump(struct sp_ipvs_rtnl *rt, struct sp_ipvs_state *out, struct sp_diag *diag);
 int sp_ipvs_rule_add(struct sp_ipvs_rtnl *rt, const struct sp_ipvs_rule *r, struct sp_diag *diag);
 int sp_ipvs_rule_del(struct sp_ipvs_rtnl *rt, const struct sp_ipvs_rule *r, struct sp_diag *diag);
-/* `local default dev lo table SP_IPVS_TABLE` for family: ensure / remove. */
-int sp_ipvs_table_route_ensure(struct sp_ipvs_rtnl *rt, int family, struct sp_diag *diag);
+/* `local default dev lo table SP_IPVS_TABLE [src SRC]` for family: ensure
+ * (src may be NULL or of family 0) / remove. */
+int sp_ipvs_table_route_ensure(struct sp_ipvs_rtnl *rt, int family, const struct sp_addr *src,
+			       struct sp_diag *diag);
 int sp_ipvs_table_route_del(struct sp_ipvs_rtnl *rt, int family, struct sp_diag *diag);
 
 /* kube-proxy's IPVS sysctls: net.ipv4.vs.conntrack, expire_nodest_conn,

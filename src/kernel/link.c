@@ -361,10 +361,19 @@ static struct rtnl_route *table_route(int family)
 	return route;
 }
 
-int sp_ipvs_table_route_ensure(struct sp_ipvs_rtnl *rt, int family, struct sp_diag *diag)
+int sp_ipvs_table_route_ensure(struct sp_ipvs_rtnl *rt, int family, const struct sp_addr *src,
+			       struct sp_diag *diag)
 {
 	struct rtnl_route *route = table_route(family);
-	int ret = rtnl_route_add(rt->sock, route, NLM_F_CREATE | NLM_F_REPLACE);
+	int ret;
+
+	if (src && src->family == family) {
+		struct nl_addr *pref = host_addr(src);
+
+		rtnl_route_set_pref_src(route, pref);
+		nl_addr_put(pref);
+	}
+	ret = rtnl_route_add(rt->sock, route, NLM_F_CREATE | NLM_F_REPLACE);
 
 	rtnl_route_put(route);
 	if (ret < 0) {

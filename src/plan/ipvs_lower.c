@@ -12,11 +12,15 @@
 #include <string.h>
 #include <sys/socket.h>
 
+struct hairpin;
+
 struct lower_ctx {
 	const struct sp_plan *plan;
 	struct sp_ipvs_state *st;
 	struct sp_diag *diag;
-	char mark[32]; /* "0x4000/0x4000" */
+	uint32_t mark; /* the masquerade mark bit */
+	struct hairpin *hairpins;
+	size_t n_hairpins, cap_hairpins;
 };
 
 static const char *kind_name(enum sp_ipvs_vs_kind k)
@@ -34,40 +38,70 @@ static const char *kind_name(enum sp_ipvs_vs_kind k)
 	return "?";
 }
 
-const char *const sp_ipvs_nat_chains[] = {"KUBE-SERVICES", "KUBE-POSTROUTING", "KUBE-MARK-MASQ",
-					  NULL};
-const char *const sp_ipvs_filter_chains[] = {"KUBE-IPVS-FIREWALL", NULL};
+const char *const sp_ipvs_owned_chains[] = {"KUBE-SERVICES", "KUBE-POSTROUTING", "KUBE-MARK-MASQ",
+					    "KUBE-IPVS-FIREWALL", NULL};
 
-static void add_iptrule(struct lower_ctx *c, int family, const char *table, const char *chain,
-			const char *fmt, ...) SP_PRINTF(5, 6);
+/* ---- helper rules (IPv4 iptables; see docs/ipvs.md for IPv6) ---------- */
 
-static void add_iptrule(struct lower_ctx *c, int family, const char *table, const char *chain,
-			const char *fmt, ...)
+static struct sp_ipt_rule *rule_in(struct lower_ctx *c, enum sp_ipt_table_id table,
+				   const char *chain)
 {
-	struct sp_ipvs_state *st = c->st;
-	struct sp_ipvs_iptrule *r =
-		sp_array_push(&st->iptrules, &st->n_iptrules, &st->cap_iptrules, sizeof(*r));
-	struct sp_buf b;
-	va_list ap;
-
-	sp_buf_init(&b);
-	va_start(ap, fmt);
-	sp_buf_vaddf(&b, fmt, ap);
-	va_end(ap);
-	r->family = family;
-	r->table = table;
-	r->chain = sp_xstrdup(chain);
-	r->spec = sp_buf_steal(&b);
+	return sp_ipt_rule_append(sp_ipt_chain_get(&c->st->ipt.tables[table], chain));
 }
 
-/* "-d 10.0.0.1/32 -p tcp -m tcp --dport 80", as iptables-save prints it. */
-static void match_vs(const struct sp_ipvs_service *svc, char *buf, size_t len)
+/* A rule matching traffic to the virtual server: -d ADDR/32 -p P --dport N. */
+static struct sp_ipt_rule *vs_rule(struct lower_ctx *c, enum sp_ipt_table_id table,
+				   const char *chain, const struct sp_ipvs_service *svc)
 {
-	char ab[SP_ADDRSTRLEN];
-	const char *p = sp_proto_name_lower(svc->protocol);
+	struct sp_ipt_rule *r = rule_in(c, table, chain);
 
-	snprintf(buf, len, "-d %s/%u -p %s -m %s --dport %u", sp_addr_format(&svc->addr, ab),
-		 svc->addr.family == AF_INET6 ? 128 : 32, p, p, svc->port);
+	sp_ipt_set_host(&r->dst, &svc->addr);
+	sp_ipt_add_dport(r, svc->protocol, svc->port);
+	return r;
+}
+
+static void add_static_rules(struct lower_ctx *c)
+{
+	struct sp_ipt_rule *r;
+
+	r = rule_in(c, SP_IPT_NAT, "PREROUTING");
+	sp_ipt_add_comment(r, "kubernetes service portals");
+	sp_ipt_set_jump(r, "KUBE-SERVICES");
+	r = rule_in(c, SP_IPT_NAT, "OUTPUT");
+	sp_ipt_add_comment(r, "kubernetes service portals");
+	sp_ipt_set_jump(r, "KUBE-SERVICES");
+	r = rule_in(c, SP_IPT_NAT, "POSTROUTING");
+	sp_ipt_add_comment(r, "kubernetes postrouting rules");
+	sp_ipt_set_jump(r, "KUBE-POSTROUTING");
+	r = rule_in(c, SP_IPT_NAT, "KUBE-MARK-MASQ");
+	r->target.kind = SP_IPT_T_MARK;
+	r->target.mark_value = c->mark;
+	r->target.mark_mask = c->mark;
+	sp_ipt_chain_get(&c->st->ipt.tables[SP_IPT_NAT], "KUBE-SERVICES");
+	r = rule_in(c, SP_IPT_FILTER, "INPUT");
+	sp_ipt_add_comment(r, "kubernetes ipvs access filter");
+	sp_ipt_set_jump(r, "KUBE-IPVS-FIREWALL");
+	sp_ipt_chain_get(&c->st->ipt.tables[SP_IPT_FILTER], "KUBE-IPVS-FIREWALL");
+}
+
+static void add_masquerade_tail(struct lower_ctx *c)
+{
+	struct sp_ipt_rule *r;
+	struct sp_ipt_match *m;
+
+	r = rule_in(c, SP_IPT_NAT, "KUBE-POSTROUTING");
+	m = sp_ipt_match_add(r, SP_IPT_M_MARK);
+	m->invert = true;
+	m->u.mark.value = c->mark;
+	m->u.mark.mask = c->mark;
+	sp_ipt_set_verdict(r, SP_IPT_T_RETURN);
+	r = rule_in(c, SP_IPT_NAT, "KUBE-POSTROUTING");
+	r->target.kind = SP_IPT_T_MARK; /* --xor-mark: clear it for the next hop */
+	r->target.mark_value = c->mark;
+	r->target.mark_mask = 0;
+	r = rule_in(c, SP_IPT_NAT, "KUBE-POSTROUTING");
+	sp_ipt_add_comment(r, "kubernetes service traffic requiring SNAT");
+	sp_ipt_set_verdict(r, SP_IPT_T_MASQUERADE);
 }
 
 static const struct sp_cidr *first_cluster_cidr(const struct sp_plan *plan, int family)
@@ -78,67 +112,50 @@ static const struct sp_cidr *first_cluster_cidr(const struct sp_plan *plan, int 
 	return NULL;
 }
 
-static void add_static_rules(struct lower_ctx *c, int family)
-{
-	add_iptrule(c, family, "nat", "PREROUTING",
-		    "-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES");
-	add_iptrule(c, family, "nat", "OUTPUT",
-		    "-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES");
-	add_iptrule(c, family, "nat", "POSTROUTING",
-		    "-m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING");
-	add_iptrule(c, family, "nat", "KUBE-MARK-MASQ", "-j MARK --set-xmark %s", c->mark);
-	add_iptrule(c, family, "filter", "INPUT", "-j KUBE-IPVS-FIREWALL");
-}
-
-static void add_masquerade_tail(struct lower_ctx *c, int family)
-{
-	uint32_t m = c->plan->masquerade_mark;
-
-	add_iptrule(c, family, "nat", "KUBE-POSTROUTING", "-m mark ! --mark %s -j RETURN", c->mark);
-	add_iptrule(c, family, "nat", "KUBE-POSTROUTING", "-j MARK --set-xmark 0x%x/0x0", m);
-	add_iptrule(c, family, "nat", "KUBE-POSTROUTING",
-		    "-m comment --comment \"kubernetes service traffic requiring SNAT\" -j "
-		    "MASQUERADE");
-}
-
 /* Masquerade: ClusterIP traffic from outside the cluster CIDR (or all of it
  * with --masquerade-all), external traffic under Cluster policy, and the
  * in-cluster fallback of a Local service with no local endpoint. */
 static void add_masq_rule(struct lower_ctx *c, const struct sp_ipvs_service *svc, bool masq)
 {
-	char m[128];
-	char cb[SP_CIDRSTRLEN];
+	struct sp_ipt_rule *r;
 
-	match_vs(svc, m, sizeof(m));
+	if (svc->addr.family != AF_INET)
+		return;
 	if (svc->kind == SP_IPVS_VS_CLUSTER_IP && !c->plan->masquerade_all) {
-		const struct sp_cidr *cidr = first_cluster_cidr(c->plan, svc->addr.family);
+		const struct sp_cidr *cidr = first_cluster_cidr(c->plan, AF_INET);
 
-		if (cidr)
-			add_iptrule(c, svc->addr.family, "nat", "KUBE-SERVICES",
-				    "! -s %s %s -j KUBE-MARK-MASQ", sp_cidr_format(cidr, cb), m);
+		if (!cidr)
+			return;
+		r = vs_rule(c, SP_IPT_NAT, "KUBE-SERVICES", svc);
+		r->src = *cidr;
+		r->src_invert = true;
+		sp_ipt_set_jump(r, "KUBE-MARK-MASQ");
 		return;
 	}
 	if (masq || c->plan->masquerade_all)
-		add_iptrule(c, svc->addr.family, "nat", "KUBE-SERVICES", "%s -j KUBE-MARK-MASQ", m);
+		sp_ipt_set_jump(vs_rule(c, SP_IPT_NAT, "KUBE-SERVICES", svc), "KUBE-MARK-MASQ");
 }
 
 static void add_source_range_rules(struct lower_ctx *c, const struct sp_plan_svcport *sp,
 				   const struct sp_ipvs_service *svc)
 {
-	char m[128];
-	char cb[SP_CIDRSTRLEN];
 	size_t n = 0;
 
-	match_vs(svc, m, sizeof(m));
+	if (svc->addr.family != AF_INET)
+		return;
 	for (size_t i = 0; i < sp->n_source_ranges; i++) {
-		if (sp->source_ranges[i].addr.family != svc->addr.family)
+		struct sp_ipt_rule *r;
+
+		if (sp->source_ranges[i].addr.family != AF_INET)
 			continue;
-		add_iptrule(c, svc->addr.family, "filter", "KUBE-IPVS-FIREWALL",
-			    "-s %s %s -j RETURN", sp_cidr_format(&sp->source_ranges[i], cb), m);
+		r = vs_rule(c, SP_IPT_FILTER, "KUBE-IPVS-FIREWALL", svc);
+		r->src = sp->source_ranges[i];
+		sp_ipt_set_verdict(r, SP_IPT_T_RETURN);
 		n++;
 	}
 	if (n)
-		add_iptrule(c, svc->addr.family, "filter", "KUBE-IPVS-FIREWALL", "%s -j DROP", m);
+		sp_ipt_set_verdict(vs_rule(c, SP_IPT_FILTER, "KUBE-IPVS-FIREWALL", svc),
+				   SP_IPT_T_DROP);
 }
 
 /* Local policy, no local endpoint: the virtual server serves in-cluster
@@ -146,37 +163,79 @@ static void add_source_range_rules(struct lower_ctx *c, const struct sp_plan_svc
  * node has nothing local to offer them. */
 static void add_local_drop_rules(struct lower_ctx *c, const struct sp_ipvs_service *svc)
 {
-	char m[128];
-	char cb[SP_CIDRSTRLEN];
-	int family = svc->addr.family;
+	struct sp_ipt_rule *r;
+	struct sp_ipt_match *m;
 
-	match_vs(svc, m, sizeof(m));
+	if (svc->addr.family != AF_INET)
+		return;
 	for (size_t i = 0; i < c->plan->n_cluster_cidrs; i++) {
-		if (c->plan->cluster_cidrs[i].addr.family != family)
+		if (c->plan->cluster_cidrs[i].addr.family != AF_INET)
 			continue;
-		add_iptrule(c, family, "filter", "KUBE-IPVS-FIREWALL", "-s %s %s -j RETURN",
-			    sp_cidr_format(&c->plan->cluster_cidrs[i], cb), m);
+		r = vs_rule(c, SP_IPT_FILTER, "KUBE-IPVS-FIREWALL", svc);
+		r->src = c->plan->cluster_cidrs[i];
+		sp_ipt_set_verdict(r, SP_IPT_T_RETURN);
 	}
-	add_iptrule(c, family, "filter", "KUBE-IPVS-FIREWALL",
-		    "%s -m addrtype --src-type LOCAL -j RETURN", m);
-	add_iptrule(c, family, "filter", "KUBE-IPVS-FIREWALL", "%s -j DROP", m);
+	r = vs_rule(c, SP_IPT_FILTER, "KUBE-IPVS-FIREWALL", svc);
+	m = sp_ipt_match_add(r, SP_IPT_M_ADDRTYPE);
+	m->u.addrtype.src_type = SP_IPT_ADDRTYPE_LOCAL;
+	sp_ipt_set_verdict(r, SP_IPT_T_RETURN);
+	sp_ipt_set_verdict(vs_rule(c, SP_IPT_FILTER, "KUBE-IPVS-FIREWALL", svc), SP_IPT_T_DROP);
 }
 
-static void add_hairpin_rules(struct lower_ctx *c, const struct sp_plan_svcport *sp)
+/* A local endpoint a pod may reach through a Service: (addr, proto, port). */
+struct hairpin {
+	struct sp_addr addr;
+	uint8_t protocol;
+	uint16_t port;
+};
+
+static int hairpin_cmp(const void *pa, const void *pb)
+{
+	const struct hairpin *a = pa, *b = pb;
+	int c = sp_addr_cmp(&a->addr, &b->addr);
+
+	if (c)
+		return c;
+	if (a->protocol != b->protocol)
+		return a->protocol < b->protocol ? -1 : 1;
+	return a->port < b->port ? -1 : a->port > b->port;
+}
+
+static void collect_hairpins(struct lower_ctx *c, const struct sp_plan_svcport *sp)
 {
 	for (size_t i = 0; i < sp->n_endpoints; i++) {
 		const struct sp_plan_endpoint *ep = &sp->endpoints[i];
-		const char *p = sp_proto_name_lower(sp->protocol);
-		unsigned plen = ep->addr.family == AF_INET6 ? 128 : 32;
-		char ab[SP_ADDRSTRLEN];
+		struct hairpin *h;
 
-		if (!ep->local)
+		if (!ep->local || ep->addr.family != AF_INET)
 			continue;
-		sp_addr_format(&ep->addr, ab);
-		add_iptrule(c, ep->addr.family, "nat", "KUBE-POSTROUTING",
-			    "-s %s/%u -d %s/%u -p %s -m %s --dport %u -j MASQUERADE", ab, plen, ab,
-			    plen, p, p, ep->port);
+		h = sp_array_push(&c->hairpins, &c->n_hairpins, &c->cap_hairpins, sizeof(*h));
+		h->addr = ep->addr;
+		h->protocol = sp->protocol;
+		h->port = ep->port;
 	}
+}
+
+/* A pod reaching itself through a Service: the reply would not come back
+ * through IPVS without SNAT (kube-proxy's KUBE-LOOP-BACK set). One rule per
+ * local endpoint, however many Services share it. */
+static void add_hairpin_rules(struct lower_ctx *c)
+{
+	if (c->n_hairpins)
+		qsort(c->hairpins, c->n_hairpins, sizeof(*c->hairpins), hairpin_cmp);
+	for (size_t i = 0; i < c->n_hairpins; i++) {
+		const struct hairpin *h = &c->hairpins[i];
+		struct sp_ipt_rule *r;
+
+		if (i && hairpin_cmp(h, &c->hairpins[i - 1]) == 0)
+			continue;
+		r = rule_in(c, SP_IPT_NAT, "KUBE-POSTROUTING");
+		sp_ipt_set_host(&r->src, &h->addr);
+		sp_ipt_set_host(&r->dst, &h->addr);
+		sp_ipt_add_dport(r, h->protocol, h->port);
+		sp_ipt_set_verdict(r, SP_IPT_T_MASQUERADE);
+	}
+	free(c->hairpins);
 }
 
 static struct sp_ipvs_service *add_vs(struct lower_ctx *c, const struct sp_plan_svcport *sp,
@@ -267,7 +326,7 @@ static void lower_svcport(struct lower_ctx *c, const struct sp_plan_svcport *sp)
 		capture(c, svc);
 		add_masq_rule(c, svc, false);
 	}
-	add_hairpin_rules(c, sp);
+	collect_hairpins(c, sp);
 	if (!sp_plan_externally_accessible(sp))
 		return;
 	if (sp->node_port)
@@ -316,20 +375,15 @@ static int drop_conflicts(struct lower_ctx *c)
 int sp_ipvs_lower(const struct sp_plan *plan, struct sp_ipvs_state *st, struct sp_diag *diag)
 {
 	struct lower_ctx c = {.plan = plan, .st = st, .diag = diag};
-	uint32_t mark = plan->masquerade_mark ? plan->masquerade_mark : 0x4000;
-	bool family_used[2] = {false, false};
 
-	snprintf(c.mark, sizeof(c.mark), "0x%x/0x%x", mark, mark);
-	for (size_t i = 0; i < plan->n_svcports; i++)
-		family_used[plan->svcports[i].family == AF_INET6] = true;
-	for (int f = 0; f < 2; f++)
-		if (family_used[f] || f == 0)
-			add_static_rules(&c, f ? AF_INET6 : AF_INET);
+	c.mark = plan->masquerade_mark ? plan->masquerade_mark : 0x4000;
+	for (size_t i = plan->n_node_ips; i-- > 0;)
+		st->route_src[plan->node_ips[i].family == AF_INET6] = plan->node_ips[i];
+	add_static_rules(&c);
 	for (size_t i = 0; i < plan->n_svcports; i++)
 		lower_svcport(&c, &plan->svcports[i]);
-	for (int f = 0; f < 2; f++)
-		if (family_used[f] || f == 0)
-			add_masquerade_tail(&c, f ? AF_INET6 : AF_INET);
+	add_hairpin_rules(&c);
+	add_masquerade_tail(&c);
 	sp_ipvs_state_sort(st);
 	return drop_conflicts(&c);
 }

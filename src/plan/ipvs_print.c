@@ -118,56 +118,23 @@ void sp_ipvs_print_rules(const struct sp_ipvs_state *st, struct sp_buf *out)
 			    v6 ? "-6 " : "", sp_addr_format(&r->addr, ab), v6 ? 128 : 32,
 			    sp_proto_name_lower(r->protocol), r->port, SP_IPVS_TABLE, r->pref);
 	}
-	for (int v6 = 0; v6 < 2; v6++)
-		if (route[v6])
-			sp_buf_addf(out, "ip %sroute add local default dev lo table %u\n",
-				    v6 ? "-6 " : "", SP_IPVS_TABLE);
-}
+	for (int v6 = 0; v6 < 2; v6++) {
+		char ab[SP_ADDRSTRLEN];
 
-static bool chain_in(const char *chain, const char *const *list)
-{
-	for (; *list; list++)
-		if (strcmp(chain, *list) == 0)
-			return true;
-	return false;
-}
-
-static void print_table(const struct sp_ipvs_state *st, int family, const char *table,
-			const char *const *chains, struct sp_buf *out)
-{
-	sp_buf_addf(out, "*%s\n", table);
-	for (const char *const *c = chains; *c; c++)
-		sp_buf_addf(out, ":%s - [0:0]\n", *c);
-	for (size_t i = 0; i < st->n_iptrules; i++) {
-		const struct sp_ipvs_iptrule *r = &st->iptrules[i];
-
-		if (r->family == family && strcmp(r->table, table) == 0 &&
-		    !chain_in(r->chain, chains))
-			sp_buf_addf(out, "-A %s %s\n", r->chain, r->spec);
+		if (!route[v6])
+			continue;
+		sp_buf_addf(out, "ip %sroute add local default dev lo table %u", v6 ? "-6 " : "",
+			    SP_IPVS_TABLE);
+		if (st->route_src[v6].family)
+			sp_buf_addf(out, " src %s", sp_addr_format(&st->route_src[v6], ab));
+		sp_buf_add(out, "\n");
 	}
-	for (const char *const *c = chains; *c; c++)
-		for (size_t i = 0; i < st->n_iptrules; i++) {
-			const struct sp_ipvs_iptrule *r = &st->iptrules[i];
-
-			if (r->family == family && strcmp(r->table, table) == 0 &&
-			    strcmp(r->chain, *c) == 0)
-				sp_buf_addf(out, "-A %s %s\n", r->chain, r->spec);
-		}
-	sp_buf_add(out, "COMMIT\n");
 }
 
-void sp_ipvs_print_iptables(const struct sp_ipvs_state *st, int family, struct sp_buf *out)
+void sp_ipvs_print_iptables(const struct sp_ipvs_state *st, struct sp_buf *out)
 {
-	print_table(st, family, "nat", sp_ipvs_nat_chains, out);
-	print_table(st, family, "filter", sp_ipvs_filter_chains, out);
-}
-
-static bool has_family_rules(const struct sp_ipvs_state *st, int family)
-{
-	for (size_t i = 0; i < st->n_iptrules; i++)
-		if (st->iptrules[i].family == family)
-			return true;
-	return false;
+	sp_ipt_print_table(&st->ipt.tables[SP_IPT_NAT], out);
+	sp_ipt_print_table(&st->ipt.tables[SP_IPT_FILTER], out);
 }
 
 void sp_ipvs_print(const struct sp_ipvs_state *st, struct sp_buf *out)
@@ -179,11 +146,7 @@ void sp_ipvs_print(const struct sp_ipvs_state *st, struct sp_buf *out)
 	sp_buf_add(out, "# ip: capture rules\n");
 	sp_ipvs_print_rules(st, out);
 	sp_buf_add(out, "# iptables-save\n");
-	sp_ipvs_print_iptables(st, AF_INET, out);
-	if (has_family_rules(st, AF_INET6)) {
-		sp_buf_add(out, "# ip6tables-save\n");
-		sp_ipvs_print_iptables(st, AF_INET6, out);
-	}
+	sp_ipvs_print_iptables(st, out);
 }
 
 static void json_str(struct sp_buf *out, const char *s)
@@ -253,9 +216,7 @@ void sp_ipvs_print_json(const struct sp_ipvs_state *st, struct sp_buf *out)
 	}
 	sp_buf_add(out, "],\n  \"iptables\": ");
 	sp_buf_init(&rules);
-	sp_ipvs_print_iptables(st, AF_INET, &rules);
-	if (has_family_rules(st, AF_INET6))
-		sp_ipvs_print_iptables(st, AF_INET6, &rules);
+	sp_ipvs_print_iptables(st, &rules);
 	json_str(out, rules.data);
 	sp_buf_free(&rules);
 	sp_buf_add(out, "\n}\n");

@@ -11,6 +11,7 @@
 void sp_ipvs_state_init(struct sp_ipvs_state *st)
 {
 	memset(st, 0, sizeof(*st));
+	sp_ipt_ruleset_init(&st->ipt, AF_INET);
 }
 
 void sp_ipvs_state_free(struct sp_ipvs_state *st)
@@ -22,12 +23,8 @@ void sp_ipvs_state_free(struct sp_ipvs_state *st)
 	free(st->services);
 	free(st->link_addrs);
 	free(st->rules);
-	for (size_t i = 0; i < st->n_iptrules; i++) {
-		free(st->iptrules[i].chain);
-		free(st->iptrules[i].spec);
-	}
-	free(st->iptrules);
-	sp_ipvs_state_init(st);
+	sp_ipt_ruleset_free(&st->ipt);
+	memset(st, 0, sizeof(*st));
 }
 
 struct sp_ipvs_service *sp_ipvs_add_service(struct sp_ipvs_state *st)

@@ -14,6 +14,7 @@
  * the grace period; virtual servers no longer planned go, then their
  * addresses and rules. */
 #include "svcproxy/backend.h"
+#include "svcproxy/iptc.h"
 #include "svcproxy/ipvs.h"
 #include "svcproxy/ipvs_kernel.h"
 #include "svcproxy/ipvs_link.h"
@@ -397,14 +398,36 @@ static bool same_service(const struct sp_ipvs_service *a, const struct sp_ipvs_s
 	return a && b && sp_ipvs_service_cmp(a, b) == 0;
 }
 
+/* SP_IPVS_TABLE's local route for each family that has rules (replaced each
+ * sync: one message, and its source follows the node IP). */
+static int sync_table_routes(struct sp_backend *be, const struct sp_ipvs_state *want,
+			     struct sp_diag *diag)
+{
+	bool family[2] = {false, false};
+	int ret = 0;
+
+	for (size_t i = 0; i < want->n_rules; i++)
+		family[want->rules[i].addr.family == AF_INET6] = true;
+	for (int v6 = 0; v6 < 2; v6++) {
+		int f = v6 ? AF_INET6 : AF_INET;
+
+		if (family[v6] && sp_ipvs_table_route_ensure(be->rt, f, &want->route_src[v6], diag) < 0)
+			ret = -1;
+		else if (!family[v6] && sp_ipvs_table_route_del(be->rt, f, diag) < 0)
+			ret = -1;
+	}
+	return ret;
+}
+
 /* Run the changes in order. A virtual server that failed is skipped for the
  * rest of its changes (its real servers, its address); the others go on. */
-static int apply_changes(struct sp_backend *be, struct change_list *cl, struct sp_diag *diag)
+static int apply_changes(struct sp_backend *be, const struct sp_ipvs_state *want,
+			 struct change_list *cl, struct sp_diag *diag)
 {
 	const struct sp_ipvs_service **failed = NULL;
 	size_t n_failed = 0, cap_failed = 0;
+	bool routes_done = false;
 	int ifindex = 0, ret = 0;
-	bool route[2] = {false, false};
 
 	for (int pass = 0; pass <= 5; pass++) {
 		for (size_t i = 0; i < cl->n; i++) {
@@ -414,6 +437,12 @@ static int apply_changes(struct sp_backend *be, struct change_list *cl, struct s
 
 			if (op_order(op->kind) != pass)
 				continue;
+			if (pass == 2 && !routes_done) {
+				/* The capture table's route before any rule uses it. */
+				if (sync_table_routes(be, want, diag) < 0)
+					ret = 1;
+				routes_done = true;
+			}
 			for (size_t f = 0; f < n_failed && !skip; f++)
 				skip = same_service(failed[f], op->svc);
 			if (skip)
@@ -432,10 +461,6 @@ static int apply_changes(struct sp_backend *be, struct change_list *cl, struct s
 					ret = 1;
 				continue;
 			case OP_ADD_RULE:
-				if (!route[op->rule->addr.family == AF_INET6] &&
-				    sp_ipvs_table_route_ensure(be->rt, op->rule->addr.family, diag) < 0)
-					ret = 1;
-				route[op->rule->addr.family == AF_INET6] = true;
 				if (sp_ipvs_rule_add(be->rt, op->rule, diag) < 0)
 					ret = 1;
 				continue;
@@ -460,6 +485,35 @@ static int apply_changes(struct sp_backend *be, struct change_list *cl, struct s
 		}
 	}
 	free(failed);
+	if (!routes_done && sync_table_routes(be, want, diag) < 0)
+		ret = 1;
+	return ret;
+}
+
+/* ---- helper rules ----------------------------------------------------- */
+
+static const struct sp_iptc_owner helper_owner = {.names = sp_ipvs_owned_chains};
+/* filter first: an access rule is in place before nat lets traffic in. */
+static const enum sp_ipt_table_id helper_tables[] = {SP_IPT_FILTER, SP_IPT_NAT};
+
+/* Returns 0 unchanged, 1 changed, -1 failed (diag). */
+static int sync_helper_rules(const struct sp_ipvs_state *want, struct sp_buf *diff,
+			     size_t *changed, struct sp_diag *diag)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < SP_ARRAY_SIZE(helper_tables); i++) {
+		struct sp_iptc_stats st = {0};
+		int r = sp_iptc_sync_table(&want->ipt.tables[helper_tables[i]], &helper_owner, diff,
+					   &st, diag);
+
+		if (r < 0)
+			ret = -1;
+		else if (r > 0 && ret == 0)
+			ret = 1;
+		if (changed)
+			*changed += st.chains_changed;
+	}
 	return ret;
 }
 
@@ -525,6 +579,7 @@ static int ipvs_sync(struct sp_backend *be, const struct sp_plan *plan, bool ful
 	struct change_list cl = {0};
 	struct actual act;
 	unsigned long sent = sp_ipvs_nl_messages(be->nl);
+	size_t helper_changed = 0;
 	int ret;
 
 	(void)full; /* IPVS has no change notifications: always read back */
@@ -541,12 +596,14 @@ static int ipvs_sync(struct sp_backend *be, const struct sp_plan *plan, bool ful
 		ret = 1;
 	}
 	compute_changes(be, &want, &act, &cl);
-	if (apply_changes(be, &cl, diag) != 0)
+	if (apply_changes(be, &want, &cl, diag) != 0)
+		ret = 1;
+	if (sync_helper_rules(&want, NULL, &helper_changed, diag) < 0)
 		ret = 1;
 	if (stats) {
 		stats->full = true;
 		stats->messages_sent = sp_ipvs_nl_messages(be->nl) - sent + cl.n;
-		stats->objects_changed = cl.n;
+		stats->objects_changed = cl.n + helper_changed;
 		stats->objects_unchanged =
 			want.n_services + want.n_link_addrs + want.n_rules > cl.n
 				? want.n_services + want.n_link_addrs + want.n_rules - cl.n
@@ -645,6 +702,7 @@ static int ipvs_diff(struct sp_backend *be, const struct sp_plan *plan, struct s
 	struct actual act;
 	struct drain *saved;
 	size_t n_saved = be->n_drains;
+	int helper;
 
 	sp_ipvs_state_init(&want);
 	sp_ipvs_lower(plan, &want, diag);
@@ -665,10 +723,13 @@ static int ipvs_diff(struct sp_backend *be, const struct sp_plan *plan, struct s
 		for (size_t i = 0; i < cl.n; i++)
 			if (op_order(cl.ops[i].kind) == pass)
 				print_op(&cl.ops[i], out);
+	helper = sync_helper_rules(&want, out, NULL, diag);
 	free(cl.ops);
 	actual_free(&act);
 	sp_ipvs_state_free(&want);
-	return cl.n ? 1 : 0;
+	if (helper < 0)
+		return -1;
+	return cl.n || helper > 0 ? 1 : 0;
 }
 
 static int ipvs_cleanup(struct sp_backend *be, struct sp_diag *diag)
@@ -698,6 +759,12 @@ static int ipvs_cleanup(struct sp_backend *be, struct sp_diag *diag)
 		ret = -1;
 	if (act.ifindex > 0 && sp_ipvs_link_delete(be->rt, diag) < 0)
 		ret = -1;
+	for (size_t i = 0; i < SP_ARRAY_SIZE(helper_tables); i++) {
+		struct sp_iptc_stats st = {0};
+
+		if (sp_iptc_cleanup_table(helper_tables[i], &helper_owner, &st, diag) < 0)
+			ret = -1;
+	}
 	be->n_drains = 0;
 	actual_free(&act);
 	return ret;
@@ -718,6 +785,16 @@ static int ipvs_print_state(struct sp_backend *be, struct sp_buf *out, struct sp
 	sp_buf_add(out, "# ip: capture rules\n");
 	sp_ipvs_print_rules(&act.owned, out);
 	actual_free(&act);
+	sp_buf_add(out, "# iptables-save\n");
+	for (size_t i = 0; i < SP_ARRAY_SIZE(helper_tables); i++) {
+		struct sp_ipt_table t;
+
+		if (sp_iptc_read_table(helper_tables[SP_ARRAY_SIZE(helper_tables) - 1 - i],
+				       &helper_owner, &t, diag) < 0)
+			return -1;
+		sp_ipt_print_table(&t, out);
+		sp_ipt_table_free(&t);
+	}
 	return 0;
 }
 

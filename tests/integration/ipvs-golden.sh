@@ -1,0 +1,73 @@
+#!/bin/bash
+# `svcproxy plan --proxy-mode ipvs` output is deterministic, equals the
+# reviewed golden file, and every part of it is accepted by its real tool:
+# ipvsadm -R (read back equal with ipvsadm-save -n), ip, and
+# iptables-legacy-restore (read back equal with iptables-legacy-save). The
+# tools run inside the kernel lab: the host kernel has no IPVS.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+top_srcdir=${top_srcdir:-$(cd "$here/../.." && pwd)}
+top_builddir=${top_builddir:-$top_srcdir}
+export top_srcdir top_builddir
+drive=$top_builddir/tests/helpers/sp-ipvs-drive
+fixture=$top_srcdir/tests/golden/ipvs-cluster.json
+golden=$top_srcdir/tests/golden/ipvs-plan.txt
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+section() { # section FILE HEADER: the lines after "# HEADER" up to the next "# "
+	awk -v h="# $2" '$0 == h {on = 1; next} /^# / {on = 0} on' "$1"
+}
+
+if [ -z "${SP_LAB_GUEST:-}" ]; then
+	work=$(mktemp -d)
+	trap 'rm -rf "$work"' EXIT
+	plan() { "$drive" --node node-a --cluster-cidr 10.244.0.0/16 plan "$fixture" 2>/dev/null; }
+	plan >"$work/plan1"
+	plan >"$work/plan2"
+	cmp -s "$work/plan1" "$work/plan2" || fail "plan output is not deterministic"
+	if [ -n "${SP_UPDATE_GOLDEN:-}" ]; then
+		cp "$work/plan1" "$golden"
+	fi
+	diff -u "$golden" "$work/plan1" >&2 || fail "plan differs from $golden"
+	"$drive" --node node-a --cluster-cidr 10.244.0.0/16 json "$fixture" 2>/dev/null |
+		grep -q '"virtualServers": \[' || fail "no JSON plan"
+	echo "ok: plan is deterministic and equals the golden file"
+	cp "$work/plan1" "$top_builddir/ipvs-golden.plan"
+	"$top_srcdir/tests/lab/uml-run.sh" -t 60 "$0" "$top_builddir/ipvs-golden.plan"
+	rc=$?
+	rm -f "$top_builddir/ipvs-golden.plan"
+	exit $rc
+fi
+
+# ---- inside the lab ----
+plan=$1
+work=$(mktemp -d)
+ns=sp-golden-$$
+trap 'ip netns del $ns 2>/dev/null; rm -rf "$work"' EXIT
+ip netns add $ns || fail "netns"
+nsx() { ip netns exec $ns "$@"; }
+nsx ip link set lo up
+nsx ip link add eth0 type dummy
+nsx ip addr add 192.168.0.10/24 dev eth0
+nsx ip link set eth0 up
+
+section "$plan" "ipvsadm-save -n" >"$work/ipvs"
+nsx ipvsadm -R <"$work/ipvs" || fail "ipvsadm -R refused the plan"
+nsx ipvsadm-save -n | sort >"$work/ipvs-back"
+sort "$work/ipvs" | diff -u - "$work/ipvs-back" >&2 || fail "ipvsadm-save -n differs from the plan"
+echo "ok: ipvsadm -R accepts the plan; ipvsadm-save -n reads it back unchanged"
+
+nsx ip link add kube-ipvs0 type dummy
+{ section "$plan" "ip: kube-ipvs0 addresses"; section "$plan" "ip: capture rules"; } >"$work/ip"
+while read -r cmd; do
+	nsx $cmd || fail "refused: $cmd"
+done <"$work/ip"
+echo "ok: ip accepts the kube-ipvs0 addresses and the capture rules"
+
+section "$plan" "iptables-save" >"$work/ipt"
+nsx iptables-legacy-restore --test <"$work/ipt" || fail "iptables-legacy-restore --test refused the plan"
+nsx iptables-legacy-restore <"$work/ipt" || fail "iptables-legacy-restore refused the plan"
+{ nsx iptables-legacy-save -t nat; nsx iptables-legacy-save -t filter; } |
+	grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]/[0:0]/' >"$work/ipt-back"
+diff -u "$work/ipt" "$work/ipt-back" >&2 || fail "iptables-legacy-save differs from the plan"
+echo "ok: iptables-legacy-restore accepts the helper rules; iptables-legacy-save reads them back unchanged"

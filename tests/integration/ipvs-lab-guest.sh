@@ -1,0 +1,335 @@
+#!/bin/bash
+# IPVS mode end to end, run inside the kernel lab (tests/lab/uml-run.sh) by
+# ipvs-lab.sh: a node namespace programmed by the agent, routed pods,
+# a "remote node" with pod addresses, an off-cluster client and the real
+# load balancer, all namespaces of the guest kernel. Real traffic only.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/ipvs-lib.sh"
+drive=${SP_IPVS_DRIVE:-$top_builddir/tests/helpers/sp-ipvs-drive}
+[ -x "$drive" ] || sp_fail "driver $drive not built"
+[ -n "${SP_LAB_GUEST:-}" ] || sp_fail "run me through tests/lab/uml-run.sh"
+
+s=$$
+N=sp-n-$s C=sp-c-$s P1=sp-p1-$s P2=sp-p2-$s R=sp-r-$s E=sp-e-$s
+work=$(mktemp -d)
+cleanup() {
+	for ns in $N $C $P1 $P2 $R $E; do
+		ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null
+		ip netns del "$ns" 2>/dev/null
+	done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+nsx() { ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+veth() { # veth NS_A IF_A ADDR_A NS_B IF_B ADDR_B
+	ip link add "$2" netns "$1" type veth peer name "$5" netns "$4"
+	nsx "$1" ip addr add "$3" dev "$2"
+	nsx "$1" ip link set "$2" up
+	[ -n "$6" ] && nsx "$4" ip addr add "$6" dev "$5"
+	nsx "$4" ip link set "$5" up
+}
+
+# ---- topology --------------------------------------------------------
+for ns in $N $C $P1 $P2 $R $E; do
+	ip netns add "$ns" && nsx "$ns" ip link set lo up || sp_fail "netns $ns"
+done
+veth $C eth0 192.168.0.2/24 $N eth0 192.168.0.10/24
+nsx $C ip route add default via 192.168.0.10
+# Pods are routed, not bridged (as Calico does): a bridge would let a local
+# endpoint answer a local client directly at layer 2, past IPVS, unless
+# br_netfilter sends bridged frames through the node's netfilter.
+for p in "$P1 10.244.0.11" "$P2 10.244.0.12"; do
+	set -- $p
+	ip link add eth0 netns "$1" type veth peer name "v${2##*.}" netns $N
+	nsx "$1" ip addr add "$2/32" dev eth0
+	nsx "$1" ip link set eth0 up
+	nsx "$1" ip route add 10.244.0.1 dev eth0
+	nsx "$1" ip route add default via 10.244.0.1
+	nsx $N ip addr add 10.244.0.1/32 dev "v${2##*.}"
+	nsx $N ip link set "v${2##*.}" up
+	nsx $N ip route add "$2/32" dev "v${2##*.}"
+done
+veth $R eth0 172.16.0.2/24 $N eth1 172.16.0.1/24
+nsx $R ip addr add 10.244.1.21/32 dev lo
+nsx $R ip addr add 10.244.1.22/32 dev lo
+nsx $R ip route add default via 172.16.0.1
+nsx $N ip route add 10.244.1.0/24 via 172.16.0.2
+veth $E eth0 172.17.0.2/24 $N eth2 172.17.0.1/24
+nsx $E ip addr add 198.51.100.1/32 dev lo
+nsx $E ip addr add 198.51.100.2/32 dev lo
+nsx $E ip route add default via 172.17.0.1
+nsx $N ip route add 198.51.100.0/24 via 172.17.0.2
+
+# ---- servers: each answers with its name and the client address it saw -
+serve() { # serve NS NAME ADDR PORT [echo]
+	if [ "${5:-}" = echo ]; then
+		nsx "$1" timeout 300 socat TCP-LISTEN:"$4",bind="$3",fork,reuseaddr \
+			SYSTEM:"echo $2; cat" >/dev/null 2>&1 &
+	else
+		nsx "$1" timeout 300 socat TCP-LISTEN:"$4",bind="$3",fork,reuseaddr \
+			SYSTEM:'echo '"$2"' $SOCAT_PEERADDR' >/dev/null 2>&1 &
+	fi
+}
+serve $P1 p1 10.244.0.11 8080
+serve $P2 p2 10.244.0.12 8080
+serve $R r1 10.244.1.21 8080
+serve $R r2 10.244.1.22 8080
+serve $R r1 10.244.1.21 9090 echo
+serve $R r2 10.244.1.22 9090 echo
+serve $E elb-8443 198.51.100.1 8443
+serve $E elb-pass 198.51.100.2 80
+
+# fetch NS ADDR PORT: the name of the server that answered (empty on failure)
+fetch() {
+	nsx "$1" timeout 4 socat -T3 -u TCP:"$2":"$3",connect-timeout=2 - 2>/dev/null </dev/null |
+		head -n1 | cut -d' ' -f1
+}
+fetch_peer() { # the client address the server saw
+	nsx "$1" timeout 4 socat -T3 -u TCP:"$2":"$3",connect-timeout=2 - 2>/dev/null </dev/null |
+		head -n1 | cut -d' ' -f2
+}
+wait_listeners() {
+	for i in $(seq 50); do
+		[ "$(fetch $R 10.244.1.22 8080)" = r2 ] && [ "$(fetch $E 198.51.100.2 80)" = elb-pass ] &&
+			[ "$(fetch $P2 10.244.0.12 8080)" = p2 ] && return 0
+		sleep 0.1
+	done
+	sp_fail "servers did not come up"
+}
+wait_listeners
+
+# ---- the cluster -----------------------------------------------------
+SCHED='{"svcproxy.io/ipvs-scheduler":"%s"}'
+write_cluster() { # write_cluster FILE [variant]
+	variant=${2:-base}
+	sp_node node-a 192.168.0.10
+	SP_NODEPORT=30080 sp_svc np NodePort 10.96.0.11 80
+	sp_slice np 8080 10.244.1.21@node-b 10.244.1.22@node-b
+	sp_svc ext ClusterIP 10.96.0.12 80 '"externalIPs":["203.0.113.10"]'
+	sp_slice ext 8080 10.244.1.21@node-b
+	SP_NODEPORT=30081 sp_svc lbc LoadBalancer 10.96.0.13 80 '"externalTrafficPolicy":"Cluster"' \
+		'{}' '{"loadBalancer":{"ingress":[{"ip":"198.51.100.1"}]}}'
+	sp_slice lbc 8080 10.244.1.21@node-b 10.244.1.22@node-b
+	SP_NODEPORT=30082 sp_svc lbl LoadBalancer 10.96.0.14 80 '"externalTrafficPolicy":"Local"' \
+		'{}' '{"loadBalancer":{"ingress":[{"ip":"198.51.100.3"}]}}'
+	sp_slice lbl 8080 10.244.0.12@node-a 10.244.1.22@node-b
+	SP_NODEPORT=30083 sp_svc lbl0 LoadBalancer 10.96.0.15 80 '"externalTrafficPolicy":"Local"' \
+		'{}' '{"loadBalancer":{"ingress":[{"ip":"198.51.100.4"}]}}'
+	sp_slice lbl0 8080 10.244.1.21@node-b
+	SP_NODEPORT=30084 sp_svc pass LoadBalancer 10.96.0.16 80 '' \
+		'{"kubernetes.io/elb.pass-through":"true"}' \
+		'{"loadBalancer":{"ingress":[{"ip":"198.51.100.2"}]}}'
+	sp_slice pass 8080 10.244.1.21@node-b
+	sp_svc aff ClusterIP 10.96.0.17 80 '"sessionAffinity":"ClientIP"'
+	sp_slice aff 8080 10.244.1.21@node-b 10.244.1.22@node-b
+	sp_svc sh ClusterIP 10.96.0.18 80 '' "$(printf "$SCHED" sh)"
+	sp_slice sh 8080 10.244.1.21@node-b 10.244.1.22@node-b
+	sp_svc wlc ClusterIP 10.96.0.19 9090 '' "$(printf "$SCHED" wlc)"
+	sp_slice wlc 9090 10.244.1.21@node-b 10.244.1.22@node-b
+	sp_svc badext ClusterIP 10.96.0.20 80 '"externalIPs":["192.168.0.10"]'
+	sp_slice badext 8080 10.244.1.21@node-b
+	case $variant in
+	base)
+		sp_svc web ClusterIP 10.96.0.10 80
+		sp_slice web 8080 10.244.0.11@node-a 10.244.1.21@node-b
+		sp_svc grace ClusterIP 10.96.0.21 9090
+		sp_slice grace 9090 10.244.1.21@node-b
+		;;
+	changed)
+		# grace: r1 leaves, r2 arrives; web gone; new Service "more".
+		sp_svc grace ClusterIP 10.96.0.21 9090
+		sp_slice grace 9090 10.244.1.22@node-b
+		sp_svc more ClusterIP 10.96.0.22 80 '"externalIPs":["203.0.113.22"]'
+		sp_slice more 8080 10.244.1.22@node-b
+		;;
+	esac
+	sp_write "$1"
+}
+write_cluster "$work/base.json" base
+write_cluster "$work/changed.json" changed
+
+OPTS="--node node-a --cluster-cidr 10.244.0.0/16 --graceful-ms 60000"
+agent() { nsx $N "$drive" $OPTS "$@"; }
+
+planned_ipvs() { # the ipvsadm-save lines of the plan, sorted
+	agent plan "$1" 2>/dev/null | sed -n '/^# ipvsadm-save/,/^# ip:/p' | grep '^-' | sort
+}
+planned_addrs() {
+	agent plan "$1" 2>/dev/null | sed -n 's|^ip \(-6 \)\{0,1\}addr add \([^ ]*\) dev kube-ipvs0$|\2|p' | sort
+}
+kernel_addrs() {
+	nsx $N ip -o addr show dev kube-ipvs0 | awk '{print $4}' | sort
+}
+expect_kernel_equals_plan() { # FILE WHAT
+	nsx $N ipvsadm-save -n | sort >"$work/have"
+	planned_ipvs "$1" >"$work/want"
+	diff -u "$work/want" "$work/have" >&2 || sp_fail "$2: ipvsadm-save differs from the plan"
+	kernel_addrs >"$work/have-addrs"
+	planned_addrs "$1" >"$work/want-addrs"
+	diff -u "$work/want-addrs" "$work/have-addrs" >&2 ||
+		sp_fail "$2: kube-ipvs0 addresses differ from the plan"
+}
+
+# ---- first sync --------------------------------------------------------
+agent sync "$work/base.json" 2>"$work/sync.err"
+rc=$?
+[ $rc = 1 ] || { cat "$work/sync.err" >&2; sp_fail "first sync: status $rc (want 1: badext refused)"; }
+grep -q '192.168.0.10' "$work/sync.err" || sp_fail "node IP as externalIP not reported"
+expect_kernel_equals_plan "$work/base.json" "first sync"
+sp_ok "sync: ipvsadm-save equals the plan, kube-ipvs0 holds exactly the planned addresses"
+nsx $N ipvsadm-save -n | grep -q '192.168.0.10:80 ' && sp_fail "node IP externalIP reached IPVS"
+nsx $N ip rule | grep -q 'to 192.168.0.10 ipproto tcp dport 80 ' && sp_fail "node IP captured"
+sp_ok "a node IP given as externalIP is refused and nothing of it reaches the kernel"
+[ "$(nsx $N ip -o link show kube-ipvs0 | grep -c 'NOARP')" = 1 ] || sp_fail "kube-ipvs0 not NOARP"
+nsx $N ip -o link show kube-ipvs0 | grep -q '[<,]UP[,>]' && sp_fail "kube-ipvs0 is up"
+for k in vs/conntrack vs/expire_nodest_conn vs/expire_quiescent_template ip_forward; do
+	[ "$(nsx $N cat /proc/sys/net/ipv4/$k)" = 1 ] || sp_fail "sysctl $k not 1"
+done
+sp_ok "kube-ipvs0 is a down NOARP dummy; IPVS sysctls set"
+agent diff "$work/base.json" >"$work/diff" 2>/dev/null
+[ $? = 0 ] && [ ! -s "$work/diff" ] || { cat "$work/diff" >&2; sp_fail "diff after sync not empty"; }
+sp_ok "diff after sync is empty"
+
+# ---- traffic -----------------------------------------------------------
+seq_of() { # seq_of NS ADDR PORT COUNT: the answering servers, space separated
+	out=""
+	for i in $(seq "$4"); do out="$out $(fetch "$1" "$2" "$3")"; done
+	echo $out
+}
+got=$(seq_of $N 10.96.0.10 80 4)
+case "$got" in "p1 r1 p1 r1" | "r1 p1 r1 p1") ;; *) sp_fail "ClusterIP rr from node: $got" ;; esac
+got=$(seq_of $P2 10.96.0.10 80 4)
+case "$got" in "p1 r1 p1 r1" | "r1 p1 r1 p1") ;; *) sp_fail "ClusterIP rr from pod: $got" ;; esac
+sp_ok "ClusterIP round robin alternates, from the node and from a pod"
+
+got=$(seq_of $C 192.168.0.10 30080 2)
+case "$got" in "r1 r2" | "r2 r1") ;; *) sp_fail "NodePort from off-cluster client: $got" ;; esac
+sp_ok "NodePort from an off-cluster client"
+[ "$(fetch $C 203.0.113.10 80)" = r1 ] || sp_fail "externalIP from client"
+[ "$(fetch $P1 203.0.113.10 80)" = r1 ] || sp_fail "externalIP from pod"
+[ "$(fetch $N 203.0.113.10 80)" = r1 ] || sp_fail "externalIP from node"
+sp_ok "externalIP (captured per port) from client, pod and node"
+
+got=$(seq_of $C 198.51.100.1 80 2)
+case "$got" in "r1 r2" | "r2 r1") ;; *) sp_fail "LB IP (Cluster) from client: $got" ;; esac
+[ -n "$(fetch $P1 198.51.100.1 80)" ] || sp_fail "LB IP (Cluster) from pod"
+[ -n "$(fetch $N 198.51.100.1 80)" ] || sp_fail "LB IP (Cluster) from node"
+for ns in $C $P1 $N; do
+	[ "$(fetch $ns 198.51.100.1 8443)" = elb-8443 ] ||
+		sp_fail "another port of the captured LB IP is not reachable from $ns"
+done
+nsx $N ip -o addr show dev kube-ipvs0 | grep -q '198.51.100.1/' && sp_fail "LB IP bound whole"
+sp_ok "LB IP (Cluster) captured per port; its other port still reaches the real balancer"
+
+for i in 1 2 3; do
+	[ "$(fetch $C 198.51.100.3 80)" = p2 ] || sp_fail "LB IP (Local) not served by the local endpoint"
+done
+[ "$(fetch_peer $C 198.51.100.3 80)" = 192.168.0.2 ] || sp_fail "LB IP (Local): client source not kept"
+sp_ok "LB IP (Local): local endpoint only, client source kept"
+[ "$(fetch $P1 198.51.100.4 80)" = r1 ] || sp_fail "LB IP (Local, no local endpoint) from a pod"
+[ "$(fetch $N 198.51.100.4 80)" = r1 ] || sp_fail "LB IP (Local, no local endpoint) from the node"
+sp_ok "LB IP (Local) without local endpoint: in-cluster clients fall back to cluster endpoints"
+
+[ "$(fetch $P1 198.51.100.2 80)" = elb-pass ] || sp_fail "pass-through LB IP captured (pod)"
+[ "$(fetch $N 198.51.100.2 80)" = elb-pass ] || sp_fail "pass-through LB IP captured (node)"
+sp_ok "pass-through LB IP is not captured: traffic goes to the real balancer"
+
+got=$(seq_of $P1 10.96.0.17 80 6)
+case "$got" in "r1 r1 r1 r1 r1 r1" | "r2 r2 r2 r2 r2 r2") ;; *) sp_fail "affinity: $got" ;; esac
+sp_ok "ClientIP affinity keeps one client on one endpoint"
+got=$(seq_of $P1 10.96.0.18 80 6)
+case "$got" in "r1 r1 r1 r1 r1 r1" | "r2 r2 r2 r2 r2 r2") ;; *) sp_fail "sh: $got" ;; esac
+sp_ok "sh keeps one client on one real server"
+
+# wlc: hold one connection open; new ones go to the other (idle) server.
+(echo hold; sleep 6) | nsx $P1 timeout 8 socat -T7 - TCP:10.96.0.19:9090 >"$work/held" 2>/dev/null &
+held=$!
+for i in $(seq 30); do [ -s "$work/held" ] && break; sleep 0.1; done
+busy=$(head -n1 "$work/held")
+[ -n "$busy" ] || sp_fail "wlc: held connection got no answer"
+for i in 1 2 3 4; do
+	other=$(echo x | nsx $P2 timeout 3 socat -T1 - TCP:10.96.0.19:9090 2>/dev/null | head -n1)
+	[ -n "$other" ] && [ "$other" != "$busy" ] ||
+		sp_fail "wlc sent a new connection to the busy server $busy"
+done
+wait $held
+sp_ok "wlc prefers the idle real server"
+
+# ---- graceful removal, changes -----------------------------------------
+# A long connection to grace's only endpoint r1 ...
+(echo one; sleep 4; echo two; sleep 1) |
+	nsx $P1 timeout 10 socat -T8 - TCP:10.96.0.21:9090 >"$work/long" 2>/dev/null &
+long=$!
+for i in $(seq 30); do grep -q one "$work/long" && break; sleep 0.1; done
+grep -q '^r1$' "$work/long" || sp_fail "graceful: long connection did not reach r1"
+# ... survives r1 leaving (r2 replaces it; web goes; more arrives).
+agent sync "$work/changed.json" 2>/dev/null
+nsx $N ipvsadm -Ln -t 10.96.0.21:9090 >"$work/grace"
+grep -q '10.244.1.21:9090 *Masq *0 *1' "$work/grace" ||
+	{ cat "$work/grace" >&2; sp_fail "graceful: leaving r1 is not drained (weight 0, 1 active)"; }
+grep -q '10.244.1.22:9090 *Masq *1 ' "$work/grace" || sp_fail "graceful: r2 not added"
+[ "$(echo x | nsx $P2 timeout 3 socat -T1 - TCP:10.96.0.21:9090 2>/dev/null | head -n1)" = r2 ] ||
+	sp_fail "graceful: a new connection went to the draining server"
+wait $long
+grep -q '^two$' "$work/long" || sp_fail "graceful: the open connection broke when r1 left"
+sp_ok "graceful removal: weight 0, open connection kept alive, new ones go elsewhere"
+kernel_addrs | grep -q '^10.96.0.10/' && sp_fail "kube-ipvs0 kept the deleted Service's address"
+kernel_addrs | grep -q '^10.96.0.22/' || sp_fail "kube-ipvs0 lacks the new Service's address"
+nsx $N ip rule | grep -q 'to 203.0.113.22 ipproto tcp dport 80 lookup 2153' ||
+	sp_fail "capture rule of the new externalIP missing"
+[ "$(fetch $C 203.0.113.22 80)" = r2 ] || sp_fail "new externalIP not served"
+sp_ok "changes: deleted Service's address removed, new one bound and captured"
+# The connection is closed: the next sync deletes the drained server.
+sleep 0.5
+agent sync "$work/changed.json" 2>/dev/null
+expect_kernel_equals_plan "$work/changed.json" "after drain"
+sp_ok "drained real server deleted once its connection closed"
+
+# ---- restart and drift repair ------------------------------------------
+nsx $N ipvsadm -A -t 10.99.0.1:80 -s rr # foreign: not on kube-ipvs0, no rule
+nsx $N ipvsadm -a -t 10.99.0.1:80 -r 10.244.1.21:8080 -m
+nsx $N ipvsadm -d -t 10.96.0.11:80 -r 10.244.1.21:8080
+nsx $N ipvsadm -E -t 10.96.0.17:80 -s wlc
+nsx $N ipvsadm -a -t 10.96.0.18:80 -r 10.244.1.99:8080 -m
+nsx $N ipvsadm -A -t 10.96.0.99:80 -s rr # on kube-ipvs0: ours, stale
+nsx $N ip addr add 10.96.0.99/32 dev kube-ipvs0
+nsx $N ip addr del 10.96.0.12/32 dev kube-ipvs0
+nsx $N ip rule del to 198.51.100.1 ipproto tcp dport 80 lookup 2153 pref 2153
+agent diff "$work/changed.json" >"$work/drift" 2>/dev/null
+[ $? = 1 ] || sp_fail "diff did not see the drift"
+grep -q -- '-a -t 10.96.0.11:80 -r 10.244.1.21:8080' "$work/drift" || sp_fail "diff: missing real server"
+grep -q -- '-D -t 10.96.0.99:80' "$work/drift" || sp_fail "diff: stale virtual server"
+agent sync "$work/changed.json" 2>/dev/null
+# The stray real server drains like any leaving one; idle, it goes next sync.
+nsx $N ipvsadm-save -n | grep -q -- '-r 10.244.1.99:8080 -m -w 0' || sp_fail "stray real server not drained"
+agent sync "$work/changed.json" 2>/dev/null
+nsx $N ipvsadm-save -n | grep -v '10.99.0.1:80' | sort >"$work/have"
+planned_ipvs "$work/changed.json" >"$work/want"
+diff -u "$work/want" "$work/have" >&2 || sp_fail "drift not repaired"
+nsx $N ipvsadm-save -n | grep -q -- '-a -t 10.99.0.1:80 -r 10.244.1.21:8080' ||
+	sp_fail "a foreign virtual server was touched"
+kernel_addrs >"$work/have-addrs"
+planned_addrs "$work/changed.json" | diff -u - "$work/have-addrs" >&2 || sp_fail "addresses not repaired"
+[ "$(fetch $C 198.51.100.1 80)" != "" ] || sp_fail "capture rule not repaired"
+sp_ok "restart + drift repair: IPVS, kube-ipvs0 and capture rules back to the plan; foreign VS kept"
+
+# ---- whole-address capture (kube-proxy's way) --------------------------
+nsx $N "$drive" $OPTS --whole-address sync "$work/changed.json" 2>/dev/null
+kernel_addrs | grep -q '^198.51.100.1/32' || sp_fail "whole-address: LB IP not on kube-ipvs0"
+nsx $N ip rule | grep -q 'to 198.51.100.1 ipproto' && sp_fail "whole-address: capture rule left"
+[ -n "$(fetch $C 198.51.100.1 80)" ] || sp_fail "whole-address: LB IP not served"
+[ "$(fetch $P1 198.51.100.1 8443)" = "" ] || sp_fail "whole-address: other port should be captured"
+sp_ok "whole-address capture binds the LB IP (and, as documented, swallows its other ports)"
+
+# ---- cleanup -------------------------------------------------------------
+agent cleanup "$work/changed.json" 2>"$work/cleanup.err" || { cat "$work/cleanup.err" >&2; sp_fail "cleanup failed"; }
+[ "$(nsx $N ipvsadm-save -n | grep -c '^-A')" = 1 ] || sp_fail "cleanup left virtual servers"
+nsx $N ipvsadm-save -n | grep -q 10.99.0.1:80 || sp_fail "cleanup removed a foreign virtual server"
+nsx $N ip link show kube-ipvs0 >/dev/null 2>&1 && sp_fail "cleanup left kube-ipvs0"
+nsx $N ip rule | grep -q 'lookup 2153' && sp_fail "cleanup left capture rules"
+[ -z "$(nsx $N ip route show table 2153 2>/dev/null)" ] || sp_fail "cleanup left table 2153"
+sp_ok "cleanup removes its virtual servers, kube-ipvs0 and capture rules, keeps foreign ones"
+echo "ipvs-lab: all passed"
