@@ -79,6 +79,12 @@ struct sp_ct_filter {
 	struct sp_addr reply_src;
 	uint16_t reply_sport; /* 0: any */
 	bool snat_only;
+	/* Entries whose original source is in one of these are left alone:
+	 * in-cluster clients of a Local Service's external address are
+	 * short-circuited to every endpoint, so a policy change does not make
+	 * their flows stale. Owned; usually empty. */
+	struct sp_cidr *skip_src;
+	size_t n_skip_src;
 	enum sp_ct_reason reason;
 	char *svc_id; /* for the log line; owned */
 };
@@ -95,6 +101,10 @@ struct sp_ct_summary {
 	 * nodeport_addrs: the known node IPs). Sorted. */
 	struct sp_addr *nodeport_addrs;
 	size_t n_nodeport_addrs;
+	/* In-cluster client sources: the cluster CIDRs and the node's own
+	 * addresses (host prefixes). Sorted. */
+	struct sp_cidr *cluster_sources;
+	size_t n_cluster_sources;
 	struct sp_ct_svcport *svcports; /* sorted by (id, family) */
 	size_t n_svcports;
 	/* Flushes that failed at the last sync, retried at the next one. */
@@ -119,7 +129,8 @@ struct sp_ct_filter *sp_ct_filters_add(struct sp_ct_filters *f);
 /* Sort and drop duplicates and filters another one already covers. */
 void sp_ct_filters_normalize(struct sp_ct_filters *f);
 void sp_ct_filter_copy(struct sp_ct_filter *dst, const struct sp_ct_filter *src);
-/* "udp 10.96.0.10:53 reply-src 10.244.1.5:5353 snat (endpoint-gone, ns/svc:dns)" */
+/* "udp 10.96.0.10:53 reply-src 10.244.1.5:5353 snat (endpoint-gone, ns/svc:dns)";
+ * " off-cluster" after snat when the filter skips in-cluster sources. */
 void sp_ct_filter_format(const struct sp_ct_filter *f, struct sp_buf *out);
 const char *sp_ct_reason_name(enum sp_ct_reason r);	/* "endpoint-gone" */
 enum sp_ct_reason sp_ct_reason_parse(const char *name); /* SP_CT_REASON_MAX if unknown */
@@ -131,7 +142,9 @@ enum sp_ct_reason sp_ct_reason_parse(const char *name); /* SP_CT_REASON_MAX if u
  *  - traffic policy changed: entries (all protocols) to the addresses of
  *    the changed class whose reply src the new policy no longer allows;
  *    eTP Cluster -> Local (without masquerade-all): SNATed entries to the
- *    external addresses from the endpoints still allowed;
+ *    external addresses from the endpoints still allowed; for external
+ *    addresses, in-cluster clients (cluster CIDRs, node addresses) are
+ *    skipped, as Local still sends them to every endpoint;
  *  - Service port or address gone: UDP entries to it;
  *  - an address whose endpoint set was empty (or that is new) now has
  *    endpoints: UDP entries to it that were never DNATed (reply src =

@@ -266,6 +266,9 @@ static bool entry_matches(const struct ct_entry *e, const struct sp_ct_filter *f
 		if (f->reply_sport && e->reply.sport != f->reply_sport)
 			return false;
 	}
+	for (size_t i = 0; i < f->n_skip_src; i++)
+		if (sp_cidr_contains(&f->skip_src[i], &e->orig.src))
+			return false;
 	return !f->snat_only || (e->status & IPS_SRC_NAT);
 }
 

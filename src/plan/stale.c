@@ -13,10 +13,16 @@ void sp_ct_filters_init(struct sp_ct_filters *f)
 	memset(f, 0, sizeof(*f));
 }
 
+static void filter_release(struct sp_ct_filter *f)
+{
+	free(f->svc_id);
+	free(f->skip_src);
+}
+
 void sp_ct_filters_free(struct sp_ct_filters *f)
 {
 	for (size_t i = 0; i < f->n; i++)
-		free(f->items[i].svc_id);
+		filter_release(&f->items[i]);
 	free(f->items);
 	memset(f, 0, sizeof(*f));
 }
@@ -30,6 +36,11 @@ void sp_ct_filter_copy(struct sp_ct_filter *dst, const struct sp_ct_filter *src)
 {
 	*dst = *src;
 	dst->svc_id = src->svc_id ? sp_xstrdup(src->svc_id) : NULL;
+	dst->skip_src = NULL;
+	if (src->n_skip_src) {
+		dst->skip_src = sp_xcalloc(src->n_skip_src, sizeof(*dst->skip_src));
+		memcpy(dst->skip_src, src->skip_src, src->n_skip_src * sizeof(*dst->skip_src));
+	}
 }
 
 void sp_ct_summary_init(struct sp_ct_summary *s)
@@ -51,6 +62,7 @@ void sp_ct_summary_free(struct sp_ct_summary *s)
 		svcport_free(&s->svcports[i]);
 	free(s->svcports);
 	free(s->nodeport_addrs);
+	free(s->cluster_sources);
 	sp_ct_filters_free(&s->pending);
 	memset(s, 0, sizeof(*s));
 }
@@ -68,6 +80,11 @@ static int endpoint_cmp(const void *a, const void *b)
 static int addr_qsort_cmp(const void *a, const void *b)
 {
 	return sp_addr_cmp(a, b);
+}
+
+static int cidr_qsort_cmp(const void *a, const void *b)
+{
+	return sp_cidr_cmp(a, b);
 }
 
 static size_t dedupe_sorted(void *items, size_t n, size_t size,
@@ -131,6 +148,8 @@ void sp_ct_summary_normalize(struct sp_ct_summary *s)
 	s->n_svcports = kept;
 	sort_unique(s->nodeport_addrs, &s->n_nodeport_addrs, sizeof(struct sp_addr),
 		    addr_qsort_cmp);
+	sort_unique(s->cluster_sources, &s->n_cluster_sources, sizeof(struct sp_cidr),
+		    cidr_qsort_cmp);
 	sp_ct_filters_normalize(&s->pending);
 }
 
@@ -170,11 +189,23 @@ static bool svcport_equal(const struct sp_ct_svcport *a, const struct sp_ct_svcp
 
 static int filter_cmp(const void *a, const void *b);
 
+static bool cidrs_equal(const struct sp_cidr *a, size_t na, const struct sp_cidr *b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (sp_cidr_cmp(&a[i], &b[i]) != 0)
+			return false;
+	return true;
+}
+
 bool sp_ct_summary_equal(const struct sp_ct_summary *a, const struct sp_ct_summary *b)
 {
 	if (a->mode != b->mode || a->masquerade_all != b->masquerade_all ||
 	    !addrs_equal(a->nodeport_addrs, a->n_nodeport_addrs, b->nodeport_addrs,
 			 b->n_nodeport_addrs) ||
+	    !cidrs_equal(a->cluster_sources, a->n_cluster_sources, b->cluster_sources,
+			 b->n_cluster_sources) ||
 	    a->n_svcports != b->n_svcports || a->pending.n != b->pending.n)
 		return false;
 	for (size_t i = 0; i < a->n_svcports; i++)
@@ -218,6 +249,16 @@ void sp_ct_summary_from_plan(struct sp_ct_summary *out, const struct sp_plan *pl
 	out->masquerade_all = plan->masquerade_all;
 	out->nodeport_addrs = addrs_dup(plan->nodeport_addrs, plan->n_nodeport_addrs);
 	out->n_nodeport_addrs = plan->n_nodeport_addrs;
+	out->cluster_sources =
+		sp_xcalloc(plan->n_cluster_cidrs + plan->n_node_ips + 1, sizeof(struct sp_cidr));
+	for (size_t i = 0; i < plan->n_cluster_cidrs; i++)
+		out->cluster_sources[out->n_cluster_sources++] = plan->cluster_cidrs[i];
+	for (size_t i = 0; i < plan->n_node_ips; i++) {
+		struct sp_cidr *c = &out->cluster_sources[out->n_cluster_sources++];
+
+		c->addr = plan->node_ips[i];
+		c->prefix = (unsigned)sp_addr_len(&plan->node_ips[i]) * 8;
+	}
 	out->svcports = sp_xcalloc(plan->n_svcports ? plan->n_svcports : 1, sizeof(*out->svcports));
 	for (size_t i = 0; i < plan->n_svcports; i++) {
 		const struct sp_plan_svcport *sp = &plan->svcports[i];
@@ -289,6 +330,8 @@ void sp_ct_filter_format(const struct sp_ct_filter *f, struct sp_buf *out)
 	}
 	if (f->snat_only)
 		sp_buf_add(out, " snat");
+	if (f->n_skip_src)
+		sp_buf_add(out, " off-cluster");
 	sp_buf_addf(out, " (%s, %s)", sp_ct_reason_name(f->reason), f->svc_id ? f->svc_id : "-");
 }
 
@@ -304,6 +347,21 @@ static int filter_key_cmp(const struct sp_ct_filter *x, const struct sp_ct_filte
 	if (r)
 		return r;
 	return (int)x->orig_dport - (int)y->orig_dport;
+}
+
+/* Fewer skipped sources first: a filter skipping nothing covers one that
+ * skips some. */
+static int skip_cmp(const struct sp_ct_filter *x, const struct sp_ct_filter *y)
+{
+	if (x->n_skip_src != y->n_skip_src)
+		return x->n_skip_src < y->n_skip_src ? -1 : 1;
+	for (size_t i = 0; i < x->n_skip_src; i++) {
+		int r = sp_cidr_cmp(&x->skip_src[i], &y->skip_src[i]);
+
+		if (r)
+			return r;
+	}
+	return 0;
 }
 
 /* A filter that covers another sorts before it: no reply match first, then
@@ -326,6 +384,9 @@ static int filter_cmp(const void *a, const void *b)
 	}
 	if (x->snat_only != y->snat_only)
 		return x->snat_only ? 1 : -1;
+	r = skip_cmp(x, y);
+	if (r)
+		return r;
 	if (x->reason != y->reason)
 		return (int)x->reason - (int)y->reason;
 	return sp_strcmp_null(x->svc_id, y->svc_id);
@@ -341,6 +402,8 @@ static bool filter_covers(const struct sp_ct_filter *a, const struct sp_ct_filte
 		if (a->reply_sport && a->reply_sport != b->reply_sport)
 			return false;
 	}
+	if (a->n_skip_src && skip_cmp(a, b) != 0)
+		return false;
 	return !a->snat_only || b->snat_only;
 }
 
@@ -359,7 +422,7 @@ void sp_ct_filters_normalize(struct sp_ct_filters *f)
 		for (size_t j = group; j < kept && !covered; j++)
 			covered = filter_covers(&f->items[j], &f->items[i]);
 		if (covered) {
-			free(f->items[i].svc_id);
+			filter_release(&f->items[i]);
 			continue;
 		}
 		f->items[kept++] = f->items[i];
@@ -460,9 +523,11 @@ static struct sp_ct_filter *add_filter(struct sp_ct_filters *out, const struct s
 	return f;
 }
 
-static void add_reply_filter(struct sp_ct_filters *out, const struct sp_ct_svcport *sp,
-			     const struct ct_target *t, const struct sp_ct_endpoint *ep,
-			     bool snat_only, enum sp_ct_reason reason)
+static struct sp_ct_filter *add_reply_filter(struct sp_ct_filters *out,
+					     const struct sp_ct_svcport *sp,
+					     const struct ct_target *t,
+					     const struct sp_ct_endpoint *ep, bool snat_only,
+					     enum sp_ct_reason reason)
 {
 	struct sp_ct_filter *f = add_filter(out, sp, sp->protocol, t, reason);
 
@@ -470,6 +535,20 @@ static void add_reply_filter(struct sp_ct_filters *out, const struct sp_ct_svcpo
 	f->reply_src = ep->addr;
 	f->reply_sport = ep->port;
 	f->snat_only = snat_only;
+	return f;
+}
+
+/* Only sources of the family matter; none at all means nothing to skip. */
+static void skip_cluster_sources(struct sp_ct_filter *f, const struct sp_ct_summary *s)
+{
+	f->skip_src = sp_xcalloc(s->n_cluster_sources + 1, sizeof(*f->skip_src));
+	for (size_t i = 0; i < s->n_cluster_sources; i++)
+		if (s->cluster_sources[i].addr.family == f->family)
+			f->skip_src[f->n_skip_src++] = s->cluster_sources[i];
+	if (!f->n_skip_src) {
+		free(f->skip_src);
+		f->skip_src = NULL;
+	}
 }
 
 /* UDP and SCTP have no end of flow the endpoint could signal, so their
@@ -508,20 +587,27 @@ static void rule_policy(const struct sp_ct_summary *new_s, const struct sp_ct_sv
 	bool n_local = t->external ? n->external_policy_local : n->internal_policy_local;
 	const struct sp_ct_eps *o_eps = class_eps(o, t->external);
 	const struct sp_ct_eps *n_eps = class_eps(n, t->external);
+	struct sp_ct_filter *f;
 
 	if (o_local == n_local || o->protocol != n->protocol)
 		return;
 	for (size_t i = 0; i < o_eps->n; i++) {
 		const struct sp_ct_endpoint *ep = &o_eps->items[i];
 
-		if (usable(n, ep) && !eps_has(n_eps, ep))
-			add_reply_filter(out, o, t, ep, false, SP_CT_POLICY);
+		if (!usable(n, ep) || eps_has(n_eps, ep))
+			continue;
+		f = add_reply_filter(out, o, t, ep, false, SP_CT_POLICY);
+		if (t->external && n_local)
+			skip_cluster_sources(f, new_s);
 	}
 	if (!t->external || o_local || !n_local || new_s->masquerade_all)
 		return;
-	for (size_t i = 0; i < n_eps->n; i++)
-		if (eps_has(o_eps, &n_eps->items[i]))
-			add_reply_filter(out, o, t, &n_eps->items[i], true, SP_CT_POLICY_SNAT);
+	for (size_t i = 0; i < n_eps->n; i++) {
+		if (!eps_has(o_eps, &n_eps->items[i]))
+			continue;
+		f = add_reply_filter(out, o, t, &n_eps->items[i], true, SP_CT_POLICY_SNAT);
+		skip_cluster_sources(f, new_s);
+	}
 }
 
 /* With ClientIP affinity a client's flows must share one endpoint; without

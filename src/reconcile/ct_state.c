@@ -45,6 +45,16 @@ static cJSON *addrs_json(const struct sp_addr *a, size_t n)
 	return arr;
 }
 
+static cJSON *cidrs_json(const struct sp_cidr *c, size_t n)
+{
+	cJSON *arr = cJSON_CreateArray();
+	char buf[SP_CIDRSTRLEN];
+
+	for (size_t i = 0; i < n; i++)
+		cJSON_AddItemToArray(arr, cJSON_CreateString(sp_cidr_format(&c[i], buf)));
+	return arr;
+}
+
 static cJSON *eps_json(const struct sp_ct_eps *e)
 {
 	cJSON *arr = cJSON_CreateArray();
@@ -99,6 +109,8 @@ static cJSON *filter_json(const struct sp_ct_filter *f)
 		cJSON_AddNumberToObject(o, "reply_sport", f->reply_sport);
 	}
 	cJSON_AddBoolToObject(o, "snat", f->snat_only);
+	if (f->n_skip_src)
+		cJSON_AddItemToObject(o, "skip_src", cidrs_json(f->skip_src, f->n_skip_src));
 	return o;
 }
 
@@ -113,6 +125,8 @@ void sp_ct_summary_to_json(const struct sp_ct_summary *s, struct sp_buf *out)
 	cJSON_AddBoolToObject(root, "masquerade_all", s->masquerade_all);
 	cJSON_AddItemToObject(root, "nodeport_addrs",
 			      addrs_json(s->nodeport_addrs, s->n_nodeport_addrs));
+	cJSON_AddItemToObject(root, "cluster_sources",
+			      cidrs_json(s->cluster_sources, s->n_cluster_sources));
 	arr = cJSON_AddArrayToObject(root, "svcports");
 	for (size_t i = 0; i < s->n_svcports; i++)
 		cJSON_AddItemToArray(arr, svcport_json(&s->svcports[i]));
@@ -280,6 +294,34 @@ static bool rd_addrs(struct rd *r, const cJSON *obj, const char *key, struct sp_
 	return true;
 }
 
+/* An optional list of CIDRs: absent is empty. */
+static bool rd_cidrs(struct rd *r, const cJSON *obj, const char *key, struct sp_cidr **out,
+		     size_t *n, const char *path)
+{
+	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(obj, key);
+	const cJSON *it;
+
+	*n = 0;
+	*out = NULL;
+	if (!arr)
+		return true;
+	if (!cJSON_IsArray(arr))
+		return rd_fail(r, path, "CIDR list is not an array");
+	*out = sp_xcalloc((size_t)cJSON_GetArraySize(arr) + 1, sizeof(**out));
+	cJSON_ArrayForEach(it, arr)
+	{
+		if (!cJSON_IsString(it) || !sp_cidr_parse(it->valuestring, &(*out)[*n])) {
+			char *p = sp_xasprintf("%s.%s[%zu]", path, key, *n);
+
+			rd_fail(r, p, "not a CIDR");
+			free(p);
+			return false;
+		}
+		(*n)++;
+	}
+	return true;
+}
+
 static bool rd_eps(struct rd *r, const cJSON *obj, const char *key, struct sp_ct_eps *out,
 		   const char *path)
 {
@@ -360,6 +402,7 @@ static bool rd_filter(struct rd *r, const cJSON *o, struct sp_ct_filter *f, cons
 		(rd_key_addr(r, o, "reply_src", false, &f->reply_src, path) &&
 		 rd_key_long(r, o, "reply_sport", 0, 65535, &sport, path))) &&
 	       rd_key_bool(r, o, "snat", &f->snat_only, path) &&
+	       rd_cidrs(r, o, "skip_src", &f->skip_src, &f->n_skip_src, path) &&
 	       (f->orig_dport = (uint16_t)dport, f->reply_sport = (uint16_t)sport, true);
 }
 
@@ -381,7 +424,8 @@ static bool rd_summary(struct rd *r, const cJSON *root, struct sp_ct_summary *s)
 		return rd_fail(r, "$.mode", "not a string");
 	s->mode = sp_mode_parse(mode->valuestring);
 	if (!rd_key_bool(r, root, "masquerade_all", &s->masquerade_all, "$") ||
-	    !rd_addrs(r, root, "nodeport_addrs", &s->nodeport_addrs, &s->n_nodeport_addrs, "$"))
+	    !rd_addrs(r, root, "nodeport_addrs", &s->nodeport_addrs, &s->n_nodeport_addrs, "$") ||
+	    !rd_cidrs(r, root, "cluster_sources", &s->cluster_sources, &s->n_cluster_sources, "$"))
 		return false;
 	arr = rd_get(r, root, "svcports", "$");
 	if (!arr)

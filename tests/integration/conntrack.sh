@@ -192,13 +192,15 @@ switched() {
 	done
 }
 ct_count() { in_ns "$N" conntrack -L "$@" 2>/dev/null | grep -c . || true; }
-# Entries of the unrelated Service's flow and of the plain host flow, by
-# their client ports (whichever direction conntrack saw first).
-count_unrelated() {
-	all=$(in_ns "$N" conntrack -L -p udp 2>/dev/null)
-	echo "$(echo "$all" | grep -c "port=40005 " || true)" \
-		"$(echo "$all" | grep -c "port=40004 " || true)"
+# Conntrack ids of the entries of a flow, by its client port (whichever
+# direction conntrack saw first). An entry flushed and recreated by the next
+# packet gets a new id, so equal ids mean untouched.
+ct_ids() {
+	in_ns "$N" conntrack -L -o id -p udp 2>/dev/null | grep "port=$1 " |
+		sed 's/.*id=\([0-9]*\).*/\1/' | sort | tr '\n' ' '
 }
+# The unrelated Service's flow and the plain host flow.
+count_unrelated() { echo "$(ct_ids 40005)/ $(ct_ids 40004)"; }
 
 # ---- step 1: Cluster policy, dns and web on p2; no state yet ----
 objects cluster 10.244.2.3 10.244.2.3
@@ -211,13 +213,15 @@ udp_flow "$C" game3 192.168.1.10 30777 40006
 udp_flow "$C" dns 10.96.0.10 53 40003
 udp_flow "$C" host 192.168.1.10 9999 40004
 udp_flow "$P1" other 10.96.0.50 5300 40005
+udp_flow "$P1" incluster 203.0.113.7 7777 40007
 in_ns "$C" timeout 120 sh -c 'while :; do echo ping; sleep 0.2; done |
 	socat - TCP:10.96.0.20:80' >"$TMP/web.log" 2>&1 &
 
-for f in game1 game2 game3 dns host other web; do wait_replies $f 3 0; done
+for f in game1 game2 game3 dns host other incluster web; do wait_replies $f 3 0; done
 grep -q "^p2 " "$TMP/dns.log" || fail "dns not on p2 at first"
 unrelated=$(count_unrelated)
-[ "$unrelated" = "1 1" ] || fail "unrelated/host entries: '$unrelated', want '1 1'"
+echo "$unrelated" | grep -Eq '^[0-9]+ / [0-9]+ $' ||
+	fail "unrelated/host entries: '$unrelated', want one each"
 for f in game1 game2 game3; do
 	grep -q " 192.168.1.100$" "$TMP/$f.log" && fail "$f: Cluster policy must SNAT"
 done
@@ -231,6 +235,8 @@ wait_replies game1 3 "$m1"
 after game1 "$m1" | grep -q "^p1 192[.]168[.]1[.]100$" &&
 	fail "game1 followed the new rules without a flush: the test proves nothing"
 tcp_before=$(ct_count -p tcp --orig-dst 10.96.0.20 --dport 80)
+incluster=$(ct_ids 40007)
+[ -n "$incluster" ] || fail "no entry for the in-cluster flow to the LB IP"
 m_game1=$(lines game1) m_game2=$(lines game2) m_game3=$(lines game3)
 sync_rules
 grep -q "traffic-policy" "$TMP/sync.out" || fail "no traffic-policy flush"
@@ -241,7 +247,7 @@ switched game2 "$m_game2" "^p1 192[.]168[.]1[.]100$" ||
 switched game3 "$m_game3" "^p1 192[.]168[.]1[.]100$" ||
 	fail "game3 (node port): after Cluster->Local not on p1 with the client's address"
 # The kernel agrees: game entries answer from p1, toward the client itself.
-in_ns "$N" conntrack -L -p udp --orig-dst 203.0.113.7 2>/dev/null |
+in_ns "$N" conntrack -L -p udp --orig-dst 203.0.113.7 2>/dev/null | grep "src=192.168.1.100 " |
 	grep -v "src=10.244.1.2 dst=192.168.1.100" | grep -q . &&
 	fail "a game LB entry is still SNATed or remote"
 in_ns "$N" conntrack -L -p udp --orig-dst 192.168.1.10 --dport 30777 2>/dev/null |
@@ -250,7 +256,12 @@ in_ns "$N" conntrack -L -p udp --orig-dst 192.168.1.10 --dport 30777 2>/dev/null
 [ "$(count_unrelated)" = "$unrelated" ] || fail "unrelated/host entries changed: $(count_unrelated)"
 [ "$(ct_count -p tcp --orig-dst 10.96.0.20 --dport 80)" = "$tcp_before" ] ||
 	fail "unrelated TCP entry flushed"
-echo "step 2: Cluster->Local moved the live UDP flows (LB IP, node port) to p1 with the client's source"
+# A pod's flow to the LB IP is short-circuited to every endpoint under Local
+# too: not stale, not flushed, still answered.
+[ "$(ct_ids 40007)" = "$incluster" ] || fail "in-cluster flow to the LB IP flushed"
+m=$(lines incluster)
+wait_replies incluster 3 "$m"
+echo "step 2: Cluster->Local moved the live UDP flows (LB IP, node port) to p1 with the client's source; in-cluster flow kept"
 
 # ---- step 3: dns and web endpoint p2 removed, p1 instead ----
 objects local 10.244.1.2 10.244.1.2

@@ -58,6 +58,9 @@ static void build(struct sp_ct_summary *out, const struct game *g)
 	cfg.node_ips = sp_xcalloc(1, sizeof(*cfg.node_ips));
 	cfg.node_ips[0] = ip("192.168.1.10");
 	cfg.n_node_ips = 1;
+	cfg.cluster_cidrs = sp_xcalloc(1, sizeof(*cfg.cluster_cidrs));
+	ck_assert(sp_cidr_parse("10.244.0.0/16", &cfg.cluster_cidrs[0]));
+	cfg.n_cluster_cidrs = 1;
 
 	if (g->present) {
 		s = sp_cluster_add_service(&cl);
@@ -138,12 +141,14 @@ static const struct plan_case {
 	{"eTP Cluster -> Local",
 	 {true, false, true, false},
 	 {true, true, true, false},
-	 {"udp 192.168.1.10:30777 reply-src 10.244.1.6:7777 snat (traffic-policy-snat, "
+	 {"udp 192.168.1.10:30777 reply-src 10.244.1.6:7777 snat off-cluster "
+	  "(traffic-policy-snat, default/game:udp)",
+	  "udp 192.168.1.10:30777 reply-src 10.244.2.7:7777 off-cluster (traffic-policy, "
 	  "default/game:udp)",
-	  "udp 192.168.1.10:30777 reply-src 10.244.2.7:7777 (traffic-policy, default/game:udp)",
-	  "udp 203.0.113.7:7777 reply-src 10.244.1.6:7777 snat (traffic-policy-snat, "
+	  "udp 203.0.113.7:7777 reply-src 10.244.1.6:7777 snat off-cluster (traffic-policy-snat, "
 	  "default/game:udp)",
-	  "udp 203.0.113.7:7777 reply-src 10.244.2.7:7777 (traffic-policy, default/game:udp)"}},
+	  "udp 203.0.113.7:7777 reply-src 10.244.2.7:7777 off-cluster (traffic-policy, "
+	  "default/game:udp)"}},
 	{"remote endpoint no longer ready",
 	 {true, false, true, false},
 	 {true, false, false, false},
@@ -202,6 +207,16 @@ START_TEST(plan_table)
 		sp_buf_free(&b);
 	}
 	ck_assert_msg(got.n == n_want, "%s: %zu filters, want %zu", c->name, got.n, n_want);
+	for (size_t i = 0; i < got.n; i++) {
+		char buf[SP_CIDRSTRLEN];
+
+		if (!got.items[i].n_skip_src)
+			continue;
+		/* In-cluster clients: the cluster CIDR and the node's address. */
+		ck_assert_uint_eq(got.items[i].n_skip_src, 2);
+		ck_assert_str_eq(sp_cidr_format(&got.items[i].skip_src[0], buf), "10.244.0.0/16");
+		ck_assert_str_eq(sp_cidr_format(&got.items[i].skip_src[1], buf), "192.168.1.10/32");
+	}
 	sp_ct_filters_free(&got);
 	sp_ct_summary_free(&o);
 	sp_ct_summary_free(&n);

@@ -190,6 +190,30 @@ static void m_game_etp_local(struct sp_ct_summary *o, struct sp_ct_summary *n)
 	svc(n, "default/game:udp")->external_policy_local = true;
 }
 
+static void set_cluster_sources(struct sp_ct_summary *s)
+{
+	s->cluster_sources = sp_xcalloc(3, sizeof(struct sp_cidr));
+	ck_assert(sp_cidr_parse("10.244.0.0/16", &s->cluster_sources[0]));
+	ck_assert(sp_cidr_parse("192.168.1.10/32", &s->cluster_sources[1]));
+	ck_assert(sp_cidr_parse("fd00:244::/64", &s->cluster_sources[2]));
+	s->n_cluster_sources = 3;
+	sp_ct_summary_normalize(s);
+}
+
+static void m_game_etp_local_cluster_sources(struct sp_ct_summary *o, struct sp_ct_summary *n)
+{
+	set_cluster_sources(o);
+	set_cluster_sources(n);
+	svc(n, "default/game:udp")->external_policy_local = true;
+}
+
+static void m_dns_itp_local_cluster_sources(struct sp_ct_summary *o, struct sp_ct_summary *n)
+{
+	set_cluster_sources(o);
+	set_cluster_sources(n);
+	svc(n, "default/dns:dns")->internal_policy_local = true;
+}
+
 static void m_game_etp_local_masq_all(struct sp_ct_summary *o, struct sp_ct_summary *n)
 {
 	o->masquerade_all = n->masquerade_all = true;
@@ -353,6 +377,19 @@ static const struct stale_case {
 	  "udp 203.0.113.7:7777 reply-src 10.244.1.6:7777 snat (traffic-policy-snat, "
 	  "default/game:udp)",
 	  "udp 203.0.113.7:7777 reply-src 10.244.2.7:7777 (traffic-policy, default/game:udp)"}},
+	{"eTP Cluster -> Local: in-cluster clients (short-circuited) skipped",
+	 m_game_etp_local_cluster_sources,
+	 {"udp 192.168.1.10:30777 reply-src 10.244.1.6:7777 snat off-cluster "
+	  "(traffic-policy-snat, default/game:udp)",
+	  "udp 192.168.1.10:30777 reply-src 10.244.2.7:7777 off-cluster (traffic-policy, "
+	  "default/game:udp)",
+	  "udp 203.0.113.7:7777 reply-src 10.244.1.6:7777 snat off-cluster (traffic-policy-snat, "
+	  "default/game:udp)",
+	  "udp 203.0.113.7:7777 reply-src 10.244.2.7:7777 off-cluster (traffic-policy, "
+	  "default/game:udp)"}},
+	{"iTP Cluster -> Local: no client is exempt",
+	 m_dns_itp_local_cluster_sources,
+	 {"udp 10.96.0.10:53 reply-src 10.244.2.3:5353 (traffic-policy, default/dns:dns)"}},
 	{"eTP Cluster -> Local with masquerade-all: SNAT stays legitimate",
 	 m_game_etp_local_masq_all,
 	 {"udp 192.168.1.10:30777 reply-src 10.244.2.7:7777 (traffic-policy, default/game:udp)",
@@ -581,6 +618,10 @@ START_TEST(state_json_roundtrip)
 	f->snat_only = true;
 	f->reason = SP_CT_POLICY_SNAT;
 	f->svc_id = sp_xstrdup("default/sig:diameter");
+	f->skip_src = sp_xcalloc(1, sizeof(*f->skip_src));
+	ck_assert(sp_cidr_parse("fd00:244::/64", &f->skip_src[0]));
+	f->n_skip_src = 1;
+	set_cluster_sources(&s);
 	sp_diag_init(&d);
 	sp_buf_init(&a);
 	sp_buf_init(&b);
@@ -591,6 +632,9 @@ START_TEST(state_json_roundtrip)
 	ck_assert_uint_eq(back.pending.n, 1);
 	ck_assert(back.pending.items[0].snat_only);
 	ck_assert_int_eq(back.pending.items[0].reason, SP_CT_POLICY_SNAT);
+	ck_assert_uint_eq(back.pending.items[0].n_skip_src, 1);
+	ck_assert_uint_eq(back.n_cluster_sources, 3);
+	ck_assert(sp_ct_summary_equal(&s, &back));
 	sp_buf_free(&a);
 	sp_buf_free(&b);
 	sp_ct_summary_free(&s);
