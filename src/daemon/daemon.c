@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -357,7 +358,10 @@ static void do_sync(struct sp_daemon *d, bool full)
 	if (d->http)
 		sp_dhttp_sync_hc(d->http, &diag);
 	sp_plan_free(&plan);
-	sp_cluster_free(&c);
+	sp_dcluster_release(&c);
+	/* Decoding a large source leaves glibc's heap full of freed pages;
+	 * give them back, as a node agent's footprint is watched. */
+	malloc_trim(0);
 	sp_diag_free(&diag);
 }
 

@@ -140,6 +140,7 @@ static struct sp_dfile *file_get(struct sp_dfiles *f, const char *path)
 	memmove(&f->files[at + 1], &f->files[at], (f->n_files - 1 - at) * sizeof(*f->files));
 	memset(&f->files[at], 0, sizeof(*f->files));
 	f->files[at].path = sp_xstrdup(path);
+	sp_dstore_init(&f->files[at].good, f->files[at].path, &f->lim);
 	return &f->files[at];
 }
 
@@ -255,7 +256,7 @@ static bool reread(struct sp_dfiles *f, const char *path, struct sp_dchanges *ch
 		return false;
 	}
 	sp_diag_free(&check);
-	sp_dstore_init(&next);
+	sp_dstore_init(&next, e->path, &f->lim);
 	sp_dstore_add_doc(&next, doc);
 	cJSON_Delete(doc);
 	e->bad = false;
@@ -339,7 +340,7 @@ static bool drop_unseen(struct sp_dfiles *f, struct sp_dchanges *ch)
 		{
 			struct sp_dstore empty;
 
-			sp_dstore_init(&empty);
+			sp_dstore_init(&empty, NULL, NULL);
 			sp_dstore_diff(&e->good, &empty, ch);
 		}
 		changed |= e->good.n > 0;
@@ -415,7 +416,7 @@ int sp_dfiles_fill(const struct sp_dfiles *f, struct sp_cluster *c, struct sp_di
 	int worst = 0;
 
 	for (size_t i = 0; i < f->n_files; i++) {
-		int r = sp_dstore_fill(&f->files[i].good, c, f->files[i].path, &f->lim, diag);
+		int r = sp_dstore_fill(&f->files[i].good, c, diag);
 
 		if (r < 0 || (r > worst && worst >= 0))
 			worst = r;

@@ -615,8 +615,8 @@ static int res_init(struct sp_kube *k, struct kres *r, const char *name, const c
 	r->kind = kind;
 	r->api_version = api_version;
 	r->query = selector_query(k->node_name, node);
-	sp_dstore_init(&r->store);
-	sp_dstore_init(&r->listing);
+	sp_dstore_init(&r->store, "apiserver", k->o.lim);
+	sp_dstore_init(&r->listing, "apiserver", k->o.lim);
 	sp_buf_init(&r->body);
 	r->timer.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	r->timer.fn = on_backoff_timer;
@@ -738,7 +738,7 @@ int sp_kube_fill(const struct sp_kube *k, struct sp_cluster *c, struct sp_diag *
 	int worst = 0;
 
 	for (size_t i = 0; i < SP_ARRAY_SIZE(k->res); i++) {
-		int r = sp_dstore_fill(&k->res[i].store, c, "apiserver", k->o.lim, diag);
+		int r = sp_dstore_fill(&k->res[i].store, c, diag);
 
 		if (r < 0 || (r > worst && worst >= 0))
 			worst = r;

@@ -3,15 +3,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-void sp_dstore_init(struct sp_dstore *s)
+void sp_dstore_init(struct sp_dstore *s, const char *origin, const struct sp_source_limits *lim)
 {
 	memset(s, 0, sizeof(*s));
+	s->origin = origin;
+	s->lim = lim;
 }
 
 static void obj_clear(struct sp_dobj *o)
 {
 	free(o->key);
 	free(o->text);
+	sp_cluster_free(&o->model);
+	sp_diag_free(&o->diag);
+}
+
+static void obj_decode(const struct sp_dstore *s, struct sp_dobj *o, const cJSON *obj)
+{
+	struct sp_source_limits def;
+
+	if (!s->lim)
+		sp_source_limits_default(&def);
+	sp_cluster_init(&o->model);
+	sp_diag_init(&o->diag);
+	o->result = sp_source_read_json(&o->model, s->origin ? s->origin : "", obj,
+					s->lim ? s->lim : &def, &o->diag);
 }
 
 cJSON *sp_dobj_decode(const struct sp_dobj *o)
@@ -24,7 +40,7 @@ void sp_dstore_free(struct sp_dstore *s)
 	for (size_t i = 0; i < s->n; i++)
 		obj_clear(&s->objs[i]);
 	free(s->objs);
-	sp_dstore_init(s);
+	sp_dstore_init(s, s->origin, s->lim);
 }
 
 void sp_dstore_swap(struct sp_dstore *a, struct sp_dstore *b)
@@ -120,7 +136,6 @@ bool sp_dstore_put(struct sp_dstore *s, cJSON *obj, struct sp_dchanges *ch)
 	size_t at = find(s, key, &found);
 	struct sp_dobj *o;
 
-	cJSON_Delete(obj);
 	if (!text)
 		abort(); /* cJSON only fails to print when out of memory */
 	if (found) {
@@ -128,9 +143,12 @@ bool sp_dstore_put(struct sp_dstore *s, cJSON *obj, struct sp_dchanges *ch)
 		free(key);
 		if (!strcmp(o->text, text)) {
 			free(text);
+			cJSON_Delete(obj);
 			return false;
 		}
 		free(o->text);
+		sp_cluster_free(&o->model);
+		sp_diag_free(&o->diag);
 	} else {
 		sp_array_push(&s->objs, &s->n, &s->cap, sizeof(*s->objs));
 		memmove(&s->objs[at + 1], &s->objs[at], (s->n - 1 - at) * sizeof(*s->objs));
@@ -139,6 +157,8 @@ bool sp_dstore_put(struct sp_dstore *s, cJSON *obj, struct sp_dchanges *ch)
 		o->kind = kind;
 	}
 	o->text = text;
+	obj_decode(s, o, obj);
+	cJSON_Delete(obj);
 	count(ch, o->kind);
 	return true;
 }
@@ -204,24 +224,31 @@ void sp_dstore_diff(const struct sp_dstore *old_s, const struct sp_dstore *new_s
 	}
 }
 
-int sp_dstore_fill(const struct sp_dstore *s, struct sp_cluster *c, const char *origin,
-		   const struct sp_source_limits *lim, struct sp_diag *diag)
+int sp_dstore_fill(const struct sp_dstore *s, struct sp_cluster *c, struct sp_diag *diag)
 {
 	int worst = 0;
 
 	for (size_t i = 0; i < s->n; i++) {
-		cJSON *obj = sp_dobj_decode(&s->objs[i]);
-		int r;
+		const struct sp_dobj *o = &s->objs[i];
 
-		if (!obj)
-			abort(); /* printed by cJSON: only out of memory fails */
-		r = sp_source_read_json(c, origin, obj, lim, diag);
-		cJSON_Delete(obj);
-
-		if (r < 0)
-			worst = -1;
-		else if (r > worst && worst >= 0)
-			worst = r;
+		for (size_t j = 0; j < o->model.n_services; j++)
+			*sp_cluster_add_service(c) = o->model.services[j];
+		for (size_t j = 0; j < o->model.n_slices; j++)
+			*sp_cluster_add_slice(c) = o->model.slices[j];
+		for (size_t j = 0; j < o->model.n_nodes; j++)
+			*sp_cluster_add_node(c) = o->model.nodes[j];
+		for (size_t j = 0; j < o->diag.n_msgs; j++)
+			sp_diag_add(diag, o->diag.msgs[j].severity, "%s", o->diag.msgs[j].text);
+		if (o->result < 0 || (o->result > worst && worst >= 0))
+			worst = o->result;
 	}
 	return worst;
+}
+
+void sp_dcluster_release(struct sp_cluster *c)
+{
+	free(c->services);
+	free(c->slices);
+	free(c->nodes);
+	memset(c, 0, sizeof(*c));
 }

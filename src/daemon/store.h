@@ -25,15 +25,21 @@ enum sp_dkind {
 struct sp_dobj {
 	char *key; /* "kind/namespace/name" */
 	enum sp_dkind kind;
-	/* The object as compact JSON: a fraction of a cJSON tree's memory (a
-	 * node agent holds every Service and EndpointSlice of the cluster),
-	 * and equal text tells a repeat from a change. Decoded at each sync. */
+	/* The object as compact JSON (a fraction of a cJSON tree's memory):
+	 * equal text tells a repeat from a change. */
 	char *text;
+	/* Decoded once, when the object changed; each sync borrows it, so a
+	 * sync costs no JSON decoding however many objects there are. */
+	struct sp_cluster model;
+	struct sp_diag diag; /* what decoding reported, replayed at each sync */
+	int result;	     /* sp_source_read_json's */
 };
 
 struct sp_dstore {
 	struct sp_dobj *objs; /* sorted by key */
 	size_t n, cap;
+	const char *origin; /* for the reader's messages; not owned */
+	const struct sp_source_limits *lim;
 };
 
 /* Changes seen between two versions, by kind (kube-proxy's change metrics). */
@@ -43,7 +49,8 @@ struct sp_dchanges {
 	size_t nodes;
 };
 
-void sp_dstore_init(struct sp_dstore *s);
+void sp_dstore_init(struct sp_dstore *s, const char *origin, const struct sp_source_limits *lim);
+/* Frees the objects; origin and limits stay. */
 void sp_dstore_free(struct sp_dstore *s);
 void sp_dstore_swap(struct sp_dstore *a, struct sp_dstore *b);
 enum sp_dkind sp_dkind_of(const char *kind);
@@ -60,10 +67,13 @@ size_t sp_dstore_add_doc(struct sp_dstore *s, const cJSON *doc);
 /* Count the objects that differ between old and new, by kind. */
 void sp_dstore_diff(const struct sp_dstore *old_s, const struct sp_dstore *new_s,
 		    struct sp_dchanges *ch);
-/* Decode every object into the model. Returns the worst result of
- * sp_source_read_json (0, 1 some skipped, -1). */
-int sp_dstore_fill(const struct sp_dstore *s, struct sp_cluster *c, const char *origin,
-		   const struct sp_source_limits *lim, struct sp_diag *diag);
+/* Add every object's decoded model to c, borrowed (c must be released with
+ * sp_dcluster_release, never sp_cluster_free) and replay the decoding
+ * messages into diag. Returns the worst sp_source_read_json result. */
+int sp_dstore_fill(const struct sp_dstore *s, struct sp_cluster *c, struct sp_diag *diag);
+/* Release a cluster filled by sp_dstore_fill: its arrays, not what they
+ * borrow. */
+void sp_dcluster_release(struct sp_cluster *c);
 /* Decode a stored object; the caller deletes it. NULL only if out of memory. */
 cJSON *sp_dobj_decode(const struct sp_dobj *o);
 /* Read cJSON string member (NULL when absent or not a string). */

@@ -124,8 +124,8 @@ START_TEST(store_changes)
 	struct sp_dchanges ch = {0};
 	cJSON *doc;
 
-	sp_dstore_init(&a);
-	sp_dstore_init(&b);
+	sp_dstore_init(&a, "test", NULL);
+	sp_dstore_init(&b, "test", NULL);
 	ck_assert(sp_dstore_put(&a, obj("Service", "x", ""), &ch));
 	ck_assert(sp_dstore_put(&a, obj("EndpointSlice", "x-1", ""), &ch));
 	ck_assert(!sp_dstore_put(&a, obj("Service", "x", ""), &ch)); /* a repeat */
