@@ -15,6 +15,7 @@
 #  - with the xtables lock held by someone else, the agent waits, then gives
 #    up with a clear message and changes nothing;
 #  - cleanup leaves none of the agent's chains or jumps;
+#  - kill -9 in the middle of a sync, then a sync: the kernel is the plan;
 #  - dual stack: ip6tables-legacy-save equals the IPv6 part of the plan.
 set -eu
 
@@ -173,7 +174,52 @@ done
 	fail "cleanup touched foreign nat rules"
 echo "ok: cleanup removed everything of ours and nothing else"
 
-# 7. Dual stack: the ip6tables tables too, each equal to its part of the
+# 7. kill -9 in the middle of a sync (4,000 services), right after its
+# filter commit, then a new sync: the kernel is exactly the plan, and the
+# xtables lock died with the process.
+python3 - "$TMP/many.json" <<'PY'
+import json, sys
+items = []
+for i in range(4000):
+    ip = "10.97.%d.%d" % (i // 256, i % 256)
+    items.append({"apiVersion": "v1", "kind": "Service",
+                  "metadata": {"namespace": "many", "name": "s%d" % i},
+                  "spec": {"clusterIP": ip, "clusterIPs": [ip],
+                           "ports": [{"protocol": "TCP", "port": 80}]}})
+    items.append({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                  "metadata": {"namespace": "many", "name": "s%d-a" % i,
+                               "labels": {"kubernetes.io/service-name": "s%d" % i}},
+                  "addressType": "IPv4",
+                  "endpoints": [{"addresses": ["10.%d.%d.%d" % (245 + i // 32768, (i // 128) % 256, 2 * (i % 128) + k)],
+                                 "conditions": {"ready": True}} for k in range(2)],
+                  "ports": [{"protocol": "TCP", "port": 80}]})
+json.dump({"apiVersion": "v1", "kind": "List", "items": items}, open(sys.argv[1], "w"))
+PY
+drive plan "$SRC" "$TMP/many.json" > "$TMP/many.plan" 2>/dev/null
+ip netns exec "$NS" "$DRIVE" $OPTS sync "$SRC" "$TMP/many.json" > /dev/null 2>&1 &
+victim=$!
+# Kill it as soon as the filter commit shows: nat (12,000 chains) is then
+# still being built, so the kernel is left half-programmed.
+for _ in $(seq 500); do
+	in_ns iptables-legacy-save -t filter 2>/dev/null | grep -q '^:KUBE-SERVICES' && break
+	sleep 0.01
+done
+kill -9 "$victim" 2>/dev/null || true
+rc=0
+wait "$victim" 2>/dev/null || rc=$?
+[ "$rc" = 137 ] || fail "the sync finished before the kill (exit $rc): nothing was interrupted"
+if save nat | grep -q '^:KUBE-SERVICES'; then
+	echo "note: killed after both commits"
+else
+	echo "ok: killed between the filter and the nat commit"
+fi
+expect_stats_any() { sync_stats "$@" > /dev/null; }
+expect_stats_any "$SRC" "$TMP/many.json"
+expect_plan_equals_kernel "$TMP/many.plan" "sync after kill -9 mid-sync"
+expect_stats "0 0" "and a further sync has nothing to do" "$SRC" "$TMP/many.json"
+drive cleanup 2> "$TMP/err" || fail "cleanup after the big plan: $(cat "$TMP/err")"
+
+# 8. Dual stack: the ip6tables tables too, each equal to its part of the
 # plan; cleanup empties both families.
 DS="$top_srcdir/tests/integration/ipt-dualstack.json"
 OPTS="$OPTS --cluster-cidr fd01::/48"
