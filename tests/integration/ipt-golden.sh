@@ -46,6 +46,14 @@ check_plan own --node node-1 --cluster-cidr 10.244.0.0/16 plan \
 check_plan masq-all --node node-1 --masquerade-all plan \
 	"$top_srcdir/tests/integration/ipt-example.json"
 
+# The plan of this test's cluster is reviewed text: any change to the layout
+# shows here as a diff. Regenerate with
+#   sp-ipt-drive --node node-1 --cluster-cidr 10.244.0.0/16 plan \
+#     tests/integration/ipt-example.json > tests/golden/ipt-example.plan
+diff -u "$top_srcdir/tests/golden/ipt-example.plan" "$TMP/own.plan" > "$TMP/golden.diff" ||
+	fail "the plan differs from tests/golden/ipt-example.plan: $(cat "$TMP/golden.diff")"
+echo "ok: plan equals tests/golden/ipt-example.plan"
+
 # Dual stack: the IPv4 part for iptables-restore, the part after
 # "# ip6tables" for ip6tables-restore.
 "$DRIVE" --node node-1 --cluster-cidr 10.244.0.0/16 --cluster-cidr fd01::/48 plan \
