@@ -411,73 +411,102 @@ static void on_files(struct sp_dwatch *w, uint32_t events)
 	sp_diag_free(&diag);
 }
 
-static int restart_http(struct sp_daemon *d, struct sp_diag *diag)
+/* Every message of diag, no deduplication (one-off events). */
+static void log_all(const struct sp_diag *diag, const char *context)
 {
-	sp_dhttp_stop(d->http);
-	d->http = sp_dhttp_start(&d->sh, d->cfg->healthz_bind_address, d->cfg->metrics_bind_address,
-				 diag);
-	return d->http ? 0 : -1;
+	struct sp_dlog_dedup once = {0};
+
+	sp_dlog_diag(&once, diag, context);
+	sp_dlog_dedup_free(&once);
 }
 
-static void reload(struct sp_daemon *d)
+/* Rebind the health and metrics servers to the configured addresses; when
+ * that fails, go back to the previous ones rather than serve nothing. */
+static void rebind_http(struct sp_daemon *d, const char *old_healthz, const char *old_metrics)
 {
 	struct sp_diag diag;
 
 	sp_diag_init(&diag);
-	sp_dlog(SP_LOG_NOTICE, "SIGHUP: reloading");
-	if (d->opts->reload) {
-		struct sp_config next, old;
-
-		memset(&next, 0, sizeof(next));
-		if (d->opts->reload(&next, d->opts->reload_arg, &diag) < 0) {
-			sp_dlog_diag(&(struct sp_dlog_dedup){0}, &diag, "reload refused");
-			sp_config_free(&next);
-			sp_diag_free(&diag);
-			sp_diag_init(&diag);
-		} else {
-			bool rebind;
-
-			if (next.mode != d->cfg->mode) {
-				sp_dlog(SP_LOG_WARNING,
-					"reload: the proxy mode cannot change without a restart; "
-					"staying in %s mode",
-					sp_mode_name(d->cfg->mode));
-				next.mode = d->cfg->mode;
-			}
-			if (!next.hostname && d->cfg->hostname)
-				next.hostname = sp_xstrdup(d->cfg->hostname);
-			rebind = sp_strcmp_null(next.healthz_bind_address,
-						d->cfg->healthz_bind_address) ||
-				 sp_strcmp_null(next.metrics_bind_address,
-						d->cfg->metrics_bind_address);
-			old = *d->cfg;
-			*d->cfg = next;
-			sp_config_free(&old);
-			if (rebind && restart_http(d, &diag) < 0)
-				sp_dlog_diag(&(struct sp_dlog_dedup){0}, &diag, "reload");
-			/* The backend may keep what it read from the old
-			 * configuration: open a fresh one (its first sync is
-			 * full, from the kernel's state). */
-			if (d->be)
-				d->ops->close(d->be);
-			d->be = NULL;
-			pthread_mutex_lock(&d->sh.lock);
-			d->sh.timeout_ns = 2 * sync_period_ns(d);
-			pthread_mutex_unlock(&d->sh.lock);
-		}
+	sp_dhttp_stop(d->http);
+	d->http = sp_dhttp_start(&d->sh, d->cfg->healthz_bind_address, d->cfg->metrics_bind_address,
+				 &diag);
+	if (!d->http) {
+		log_all(&diag, "reload: keeping the previous bind addresses");
+		sp_diag_free(&diag);
+		sp_diag_init(&diag);
+		d->http = sp_dhttp_start(&d->sh, old_healthz, old_metrics, &diag);
+		if (!d->http)
+			log_all(&diag, "reload: health and metrics servers are down");
 	}
+	sp_diag_free(&diag);
+}
+
+/* Swap in a configuration rebuilt by the caller's reload function. */
+static void reload_config(struct sp_daemon *d)
+{
+	struct sp_config next, old;
+	struct sp_diag diag;
+	bool rebind;
+
+	memset(&next, 0, sizeof(next));
+	sp_diag_init(&diag);
+	if (d->opts->reload(&next, d->opts->reload_arg, &diag) < 0) {
+		log_all(&diag, "reload refused, the running configuration stays");
+		sp_config_free(&next);
+		sp_diag_free(&diag);
+		return;
+	}
+	log_all(&diag, "reload");
+	sp_diag_free(&diag);
+	if (next.mode != d->cfg->mode) {
+		sp_dlog(SP_LOG_WARNING,
+			"reload: the proxy mode cannot change without a restart; staying in %s "
+			"mode",
+			sp_mode_name(d->cfg->mode));
+		next.mode = d->cfg->mode;
+	}
+	if (!next.hostname && d->cfg->hostname)
+		next.hostname = sp_xstrdup(d->cfg->hostname);
+	rebind = sp_strcmp_null(next.healthz_bind_address, d->cfg->healthz_bind_address) ||
+		 sp_strcmp_null(next.metrics_bind_address, d->cfg->metrics_bind_address);
+	old = *d->cfg;
+	*d->cfg = next;
+	if (rebind)
+		rebind_http(d, old.healthz_bind_address, old.metrics_bind_address);
+	sp_config_free(&old);
+	/* The backend may keep what it read from the old configuration: open
+	 * a fresh one (its first sync is full, from the kernel's state). */
+	if (d->be)
+		d->ops->close(d->be);
+	d->be = NULL;
+	pthread_mutex_lock(&d->sh.lock);
+	d->sh.timeout_ns = 2 * sync_period_ns(d);
+	pthread_mutex_unlock(&d->sh.lock);
+}
+
+static void reload(struct sp_daemon *d)
+{
+	struct sp_dchanges ch = {0};
+
+	sp_dlog(SP_LOG_NOTICE, "SIGHUP: reloading");
+	if (d->opts->reload)
+		reload_config(d);
 	if (d->files) {
-		struct sp_dchanges ch = {0};
+		struct sp_diag diag;
 		size_t n_bad = 0;
 
+		sp_diag_init(&diag);
 		sp_dfiles_update(d->files, true, &ch, &n_bad, &diag);
-		sp_dlog_diag(&(struct sp_dlog_dedup){0}, &diag, NULL);
+		log_all(&diag, NULL);
+		sp_diag_free(&diag);
+		pthread_mutex_lock(&d->sh.lock);
+		d->sh.m.source_errors_total += n_bad;
+		pthread_mutex_unlock(&d->sh.lock);
 	}
 	if (d->kube)
 		sp_kube_relist(d->kube);
 	d->need_full = true;
-	queue_change(d, &(struct sp_dchanges){0}, 0);
-	sp_diag_free(&diag);
+	queue_change(d, &ch, 0);
 }
 
 static void on_signal(struct sp_dwatch *w, uint32_t events)
