@@ -1,6 +1,7 @@
 #!/bin/sh
 # The daemon against a test API server (HTTPS, client certificate + bearer
-# token, paged lists): list then watch; a dropped stream, garbage on the
+# token from a kubeconfig, then the in-cluster service account; paged
+# lists): list then watch; a dropped stream, garbage on the
 # stream and a 410 Gone each leave the last good state programmed and are
 # recovered from; kube-proxy's selectors are sent; health and health-check
 # ports follow the endpoints; metrics move; the token is never logged.
@@ -10,9 +11,11 @@ set -eu
 ns="sp-dapi-$$"
 tmp=$(mktemp -d /tmp/sp-dapi.XXXXXX)
 daemon_pid=
+daemon2_pid=
 server_pid=
 cleanup() {
 	[ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
+	[ -n "$daemon2_pid" ] && kill "$daemon2_pid" 2>/dev/null || true
 	[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
 	wait 2>/dev/null || true
 	ip netns del "$ns" 2>/dev/null || true
@@ -162,6 +165,26 @@ prom_valid metrics.txt || fail "/metrics is not Prometheus text"
 [ "$(metric kubeproxy_sync_proxy_rules_endpoint_changes_total)" -ge 4 ] || fail "endpoint changes not counted"
 [ "$(metric kubeproxy_sync_partial_proxy_rules_duration_seconds_count)" -ge 3 ] || fail "partial syncs not counted"
 [ "$(metric kubeproxy_network_programming_duration_seconds_count)" -ge 1 ] || fail "programming latency not observed"
+
+[ "$(stat_of 's["client_cert_requests"]')" -gt 0 ] || fail "the client certificate was not presented"
+
+# In-cluster: service-account token and CA files, KUBERNETES_SERVICE_HOST.
+mkdir -p "$tmp/sa"
+cp "$tmp/ca.crt" "$tmp/sa/ca.crt"
+printf '%s\n' "$token" >"$tmp/sa/token"
+KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=6443 SVCPROXY_SERVICEACCOUNT_DIR="$tmp/sa" \
+	ip netns exec "$ns" timeout --preserve-status 60 "$top_builddir/tests/helpers/sp-daemon-run" \
+	--backend "record:$tmp/plan2.txt" --state-dir "$tmp" --hostname-override node-a \
+	--min-sync-period 200ms --healthz-bind-address 127.0.0.1:10266 \
+	--metrics-bind-address 127.0.0.1:10259 >daemon2.log 2>&1 &
+daemon2_pid=$!
+in_cluster_ok() { grep -q "default/web:http 10.96.0.10:80" "$tmp/plan2.txt" 2>/dev/null; }
+wait_for 15 in_cluster_ok || fail "in-cluster daemon did not program the Services"
+[ "$(stat_of 's["auth_failures"]')" = 0 ] || fail "in-cluster token refused"
+kill -TERM "$daemon2_pid"
+wait "$daemon2_pid" || fail "in-cluster daemon did not exit cleanly"
+daemon2_pid=
+grep -q "$token" daemon2.log && fail "the bearer token was logged (in-cluster)"
 
 # The secret never reaches the log.
 grep -q "$token" daemon.log && fail "the bearer token was logged"
