@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../../src/daemon/kubeconfig.h"
+#include "../../src/daemon/log.h"
 #include "../../src/daemon/state.h"
 #include "../../src/daemon/store.h"
 #include "svcproxy/daemon.h"
@@ -103,6 +104,62 @@ START_TEST(hc_body_shape)
 				   "\"we\\\"b\"\n\t},\n\t\"localEndpoints\": 2,\n\t"
 				   "\"serviceProxyHealthy\": true\n}");
 	sp_buf_free(&out);
+}
+END_TEST
+
+/* What the daemon writes to stderr while fn runs (in this process). */
+static char *capture_stderr(void (*fn)(void))
+{
+	int fds[2], saved = dup(STDERR_FILENO);
+	char buf[4096];
+	ssize_t n;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	fflush(stderr);
+	dup2(fds[1], STDERR_FILENO);
+	close(fds[1]);
+	fn();
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	n = read(fds[0], buf, sizeof(buf) - 1);
+	close(fds[0]);
+	buf[n > 0 ? n : 0] = '\0';
+	return sp_xstrdup(buf);
+}
+
+static void log_some(void)
+{
+	struct sp_diag d;
+	struct sp_dlog_dedup dd = {0};
+
+	sp_dlog(SP_LOG_INFO, "an info line nobody asked for");
+	sp_dlog(SP_LOG_WARNING, "two\nlines");
+	sp_diag_init(&d);
+	sp_diag_error(&d, "svc.json: Service a/b: spec.ports[0].port: 0 is not a port");
+	sp_dlog_diag(&dd, &d, NULL);
+	sp_dlog_diag(&dd, &d, NULL); /* the same again: logged once */
+	sp_diag_free(&d);
+	sp_dlog_dedup_free(&dd);
+}
+
+START_TEST(journald_lines)
+{
+	char *out;
+
+	setenv("JOURNAL_STREAM", "8:1234", 1);
+	sp_dlog_set_level(0); /* the default: quiet */
+	out = capture_stderr(log_some);
+	ck_assert_str_eq(out, "<4>two lines\n"
+			      "<3>svc.json: Service a/b: spec.ports[0].port: 0 is not a port\n");
+	free(out);
+	unsetenv("JOURNAL_STREAM");
+	sp_dlog_set_level(SP_LOG_INFO);
+	out = capture_stderr(log_some);
+	ck_assert_ptr_nonnull(strstr(out, "svcproxy info: an info line nobody asked for\n"));
+	ck_assert_ptr_nonnull(strstr(out, "svcproxy warning: two lines\n"));
+	free(out);
+	sp_dlog_set_level(0);
 }
 END_TEST
 
@@ -597,6 +654,7 @@ static Suite *daemon_suite(void)
 	tcase_add_test(pure, hc_body_shape);
 	tcase_add_test(pure, store_changes);
 	tcase_add_test(pure, kubeconfig_parse);
+	tcase_add_test(pure, journald_lines);
 	tcase_add_test(loop, loop_with_fake_backend);
 	tcase_set_timeout(loop, 60);
 	suite_add_tcase(s, pure);
