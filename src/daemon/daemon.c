@@ -149,11 +149,14 @@ static void queue_change(struct sp_daemon *d, const struct sp_dchanges *ch, int6
 {
 	int64_t real = sp_dclock_ns(CLOCK_REALTIME);
 
+	bool any = ch->services || ch->slices || ch->nodes;
+
 	d->dirty = true;
 	d->pending.services += ch->services;
 	d->pending.slices += ch->slices;
 	d->pending.nodes += ch->nodes;
-	if (d->n_triggers < MAX_TRIGGERS)
+	/* A reload queues a sync without a change: nothing to time. */
+	if (any && d->n_triggers < MAX_TRIGGERS)
 		d->triggers[d->n_triggers++] = trigger_ns ? trigger_ns : real;
 	pthread_mutex_lock(&d->sh.lock);
 	d->sh.m.service_changes_total += ch->services;
@@ -164,8 +167,10 @@ static void queue_change(struct sp_daemon *d, const struct sp_dchanges *ch, int6
 	if (!d->sh.pending_since_ns)
 		d->sh.pending_since_ns = mono_now();
 	pthread_mutex_unlock(&d->sh.lock);
-	sp_dlog(SP_LOG_INFO, "change queued: %zu service(s), %zu endpoint slice(s), %zu node(s)",
-		ch->services, ch->slices, ch->nodes);
+	if (any)
+		sp_dlog(SP_LOG_INFO,
+			"change queued: %zu service(s), %zu endpoint slice(s), %zu node(s)",
+			ch->services, ch->slices, ch->nodes);
 }
 
 static void kube_changed(void *arg, const struct sp_dchanges *ch, int64_t trigger_ns)

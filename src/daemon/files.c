@@ -273,6 +273,14 @@ static bool reread(struct sp_dfiles *f, const char *path, struct sp_dchanges *ch
 	}
 }
 
+/* path is dir/NAME (the files read from a directory are dir + "/" + name). */
+static bool in_dir(const char *path, const char *dir)
+{
+	size_t len = strlen(dir);
+
+	return !strncmp(path, dir, len) && path[len] == '/' && !strchr(path + len + 1, '/');
+}
+
 static bool wanted_name(const char *name)
 {
 	size_t len = strlen(name);
@@ -303,7 +311,7 @@ static bool scan_source(struct sp_dfiles *f, struct sp_dsrc *s, struct sp_dchang
 			      strerror(errno));
 		/* Keep every file of this directory in force. */
 		for (size_t i = 0; i < f->n_files; i++)
-			if (!strncmp(f->files[i].path, s->path, strlen(s->path)))
+			if (in_dir(f->files[i].path, s->path))
 				f->files[i].seen = true;
 		return false;
 	}
@@ -396,8 +404,7 @@ bool sp_dfiles_update(struct sp_dfiles *f, bool all, struct sp_dchanges *ch, siz
 		for (size_t j = 0; j < f->n_srcs; j++)
 			if (f->srcs[j].touched &&
 			    (!strcmp(e->path, f->srcs[j].path) ||
-			     (f->srcs[j].is_dir &&
-			      !strncmp(e->path, f->srcs[j].path, strlen(f->srcs[j].path)))))
+			     (f->srcs[j].is_dir && in_dir(e->path, f->srcs[j].path))))
 				untouched = false;
 		e->seen = untouched;
 	}
