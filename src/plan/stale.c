@@ -559,19 +559,22 @@ static void skip_cluster_sources(struct sp_ct_filter *f, const struct sp_ct_summ
 static void rule_endpoint_gone(const struct sp_ct_svcport *o, const struct sp_ct_svcport *n,
 			       const struct ct_target *t, struct sp_ct_filters *out)
 {
-	if (o->protocol != IPPROTO_UDP && o->protocol != IPPROTO_SCTP)
-		return;
 	const struct sp_ct_eps *sets[2] = {class_eps(o, t->external), NULL};
 
-	if (t->external)
-		sets[0] = &o->cluster_eps, sets[1] = &o->local_eps;
-	for (size_t s = 0; s < 2 && sets[s]; s++)
+	if (o->protocol != IPPROTO_UDP && o->protocol != IPPROTO_SCTP)
+		return;
+	if (t->external) {
+		sets[0] = &o->cluster_eps;
+		sets[1] = &o->local_eps;
+	}
+	for (size_t s = 0; s < 2 && sets[s]; s++) {
 		for (size_t i = 0; i < sets[s]->n; i++) {
 			const struct sp_ct_endpoint *ep = &sets[s]->items[i];
 
 			if (!n || !usable(n, ep))
 				add_reply_filter(out, o, t, ep, false, SP_CT_ENDPOINT_GONE);
 		}
+	}
 }
 
 /* A traffic policy change re-decides which endpoints may answer an address
