@@ -1,9 +1,12 @@
 #include "state.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 /* prometheus.ExponentialBuckets(0.001, 2, 15), kube-proxy's sync buckets. */
 static const double sync_bounds[] = {0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128,
@@ -59,6 +62,7 @@ void sp_dshared_init(struct sp_dshared *sh, const char *mode_name, int64_t timeo
 	sh->mode_name = mode_name;
 	sh->timeout_ns = timeout_ns;
 	sh->node_eligible = true;
+	sh->start_time = (double)sp_dclock_ns(CLOCK_REALTIME) / 1e9;
 }
 
 static void hc_free(struct sp_dshared *sh)
@@ -197,6 +201,44 @@ static void hist(struct sp_buf *out, const char *name, const char *help, const s
 		    (unsigned long long)h->count);
 }
 
+/* The process_* family every Prometheus client exports, which node
+ * dashboards read for kube-proxy too. */
+static void process_metrics(const struct sp_dshared *sh, struct sp_buf *out)
+{
+	struct rusage ru;
+	struct rlimit rl;
+	long pages = 0, rss = 0;
+	size_t fds = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	DIR *dir = opendir("/proc/self/fd");
+	struct dirent *de;
+
+	if (f) {
+		if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+			rss = 0;
+		fclose(f);
+	}
+	while (dir && (de = readdir(dir)))
+		fds += de->d_name[0] != '.';
+	if (dir) {
+		closedir(dir);
+		fds--; /* the directory's own descriptor */
+	}
+	getrusage(RUSAGE_SELF, &ru);
+	value(out, "process_cpu_seconds_total", "counter",
+	      "Total user and system CPU time spent in seconds.",
+	      (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+		      (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+	value(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+	      (double)rss * (double)sysconf(_SC_PAGESIZE));
+	value(out, "process_open_fds", "gauge", "Number of open file descriptors.", (double)fds);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		value(out, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
+		      (double)rl.rlim_cur);
+	value(out, "process_start_time_seconds", "gauge",
+	      "Start time of the process since unix epoch in seconds.", sh->start_time);
+}
+
 void sp_dmetrics_format(const struct sp_dshared *sh, struct sp_buf *out)
 {
 	const struct sp_dmetrics *m = &sh->m;
@@ -278,4 +320,5 @@ void sp_dmetrics_format(const struct sp_dshared *sh, struct sp_buf *out)
 	value(out, "svcproxy_conntrack_flushed_total", "counter",
 	      "Conntrack entries flushed for stale UDP endpoints",
 	      (double)m->conntrack_flushed_total);
+	process_metrics(sh, out);
 }

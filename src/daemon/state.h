@@ -63,6 +63,7 @@ struct sp_dshared {
 	int64_t timeout_ns;
 	bool sync_failing;
 	bool node_eligible; /* false when this node is being deleted */
+	double start_time;  /* seconds since the epoch */
 	struct sp_dhc_service *hc;
 	size_t n_hc, cap_hc;
 };
