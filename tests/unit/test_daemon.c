@@ -56,6 +56,9 @@ START_TEST(metrics_text)
 		out.data, "kubeproxy_network_programming_duration_seconds_bucket{le=\"300\"} 0\n"));
 	ck_assert_ptr_nonnull(
 		strstr(out.data, "svcproxy_programmed_objects{mode=\"nftables\"} 0\n"));
+	ck_assert_ptr_nonnull(strstr(out.data, "\nprocess_resident_memory_bytes "));
+	ck_assert_ptr_null(strstr(out.data, "\nprocess_resident_memory_bytes 0\n"));
+	ck_assert_ptr_nonnull(strstr(out.data, "\nprocess_start_time_seconds 1"));
 	sp_buf_free(&out);
 	sp_dshared_free(&sh);
 }
