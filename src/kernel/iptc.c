@@ -1053,8 +1053,8 @@ static int delete_stale(struct table_job *j, bool everything)
 				j->stats->chains_changed++;
 			}
 			if (j->diff) {
-				if (pass == 1)
-					sp_buf_addf(&j->tail, "-X %s\n", names[i]);
+				/* restore's -X wants an empty chain, as the kernel. */
+				sp_buf_addf(&j->tail, "-%c %s\n", pass ? 'X' : 'F', names[i]);
 				continue;
 			}
 			if (pass == 0 && !j->f->flush_entries(names[i], j->h))
