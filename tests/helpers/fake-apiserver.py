@@ -79,7 +79,8 @@ class State:
         self.page_size = page_size
         self.fail_next = 0
         self.stats = {"lists": {}, "watches": {}, "auth_failures": 0,
-                      "selectors": [], "requests": 0, "client_cert_requests": 0}
+                      "selectors": [], "requests": 0, "client_cert_requests": 0,
+                      "last_watch_rv": {}}
 
     def key(self, obj):
         md = obj.get("metadata", {})
@@ -214,6 +215,7 @@ def make_api_handler(state, token):
             since = int(q.get("resourceVersion", "0") or 0)
             with state.lock:
                 state.stats["watches"][kind] = state.stats["watches"].get(kind, 0) + 1
+                state.stats["last_watch_rv"][kind] = q.get("resourceVersion", "")
                 too_old = since < state.compacted
                 backlog = [] if too_old else [
                     ("event", t, o) for rv, t, o in state.history

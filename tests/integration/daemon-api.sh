@@ -144,8 +144,17 @@ ctl /apply "$(slice api 10.244.2.10 node-b)"
 wait_for 15 has "default/api:http 10.96.0.30:80 hc=0 eps=10.244.2.10:8080" ||
 	fail "change after garbage not programmed"
 
-# 410 Gone: the daemon lists again and keeps in step.
+# A bookmark moves the daemon's resourceVersion: the next watch starts there.
 ctl /bookmark
+bookmark_rv=$(stat_of 's["rv"]')
+watches=$(stat_of 's["watches"]["Service"]')
+ctl /drop
+wait_for 10 sh -c "[ \$(ip netns exec $ns curl -sf http://127.0.0.1:6444/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"watches\"][\"Service\"])') -gt $watches ]" ||
+	fail "watch not re-established after the bookmark"
+[ "$(stat_of 's["last_watch_rv"]["Service"]')" = "$bookmark_rv" ] ||
+	fail "rewatch did not start at the bookmark's resourceVersion $bookmark_rv"
+
+# 410 Gone: the daemon lists again and keeps in step.
 lists=$(stat_of 's["lists"]["Service"]')
 ctl /gone
 wait_for 10 sh -c "[ \$(ip netns exec $ns curl -sf http://127.0.0.1:6444/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"lists\"][\"Service\"])') -gt $lists ]" ||
