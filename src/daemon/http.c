@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -65,8 +66,9 @@ bad:
 	return -1;
 }
 
-static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type,
-			     struct sp_buf *body)
+static enum MHD_Result reply_with(struct MHD_Connection *conn, unsigned status, const char *type,
+				  struct sp_buf *body, const char *extra_name,
+				  const char *extra_value)
 {
 	struct MHD_Response *r =
 		MHD_create_response_from_buffer(body->len, body->data, MHD_RESPMEM_MUST_COPY);
@@ -77,9 +79,17 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const
 		return MHD_NO;
 	MHD_add_response_header(r, "Content-Type", type);
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	if (extra_name)
+		MHD_add_response_header(r, extra_name, extra_value);
 	ret = MHD_queue_response(conn, status, r);
 	MHD_destroy_response(r);
 	return ret;
+}
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type,
+			     struct sp_buf *body)
+{
+	return reply_with(conn, status, type, body, NULL, NULL);
 }
 
 static enum MHD_Result not_found(struct MHD_Connection *conn)
@@ -174,6 +184,7 @@ static enum MHD_Result on_hc(void *cls, struct MHD_Connection *conn, const char 
 	struct sp_dshared *sh = srv->owner->sh;
 	struct sp_dhc_service svc = {0};
 	struct sp_buf body;
+	char weight[24];
 	bool found = false, healthy;
 
 	(void)url;
@@ -201,10 +212,14 @@ static enum MHD_Result on_hc(void *cls, struct MHD_Connection *conn, const char 
 	sp_dhc_body(&body, &svc, healthy);
 	free(svc.namespace);
 	free(svc.name);
-	/* kube-proxy answers 200 only with local endpoints (the proxy's own
-	 * health is reported in the body but does not change the code). */
-	return reply(conn, svc.local_endpoints ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
-		     "application/json", &body);
+	/* As kube-proxy: 200 only with local endpoints AND rules that are
+	 * current; a balancer should not send traffic to a node whose proxy
+	 * is stuck. The weight header lets balancers that read it spread by
+	 * local endpoint count. */
+	snprintf(weight, sizeof(weight), "%zu", svc.local_endpoints);
+	return reply_with(
+		conn, svc.local_endpoints && healthy ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+		"application/json", &body, "X-Load-Balancing-Endpoint-Weight", weight);
 }
 
 static struct MHD_Daemon *serve(const struct sockaddr_storage *ss, MHD_AccessHandlerCallback cb,

@@ -104,6 +104,8 @@ wait_for 5 sh -c "[ \"\$(ip netns exec $ns curl -s -o /dev/null -w '%{http_code}
 	fail "health check port not 200 with a local endpoint"
 [ "$(http_code http://127.0.0.1:31999/)" = 200 ]
 grep -q '"localEndpoints": 1' "$tmp/body" || fail "hc body: $(cat "$tmp/body")"
+in_ns curl -s -D "$tmp/headers" -o /dev/null http://127.0.0.1:31999/
+grep -qi '^X-Load-Balancing-Endpoint-Weight: 1' "$tmp/headers" || fail "no endpoint weight header"
 
 # A watched change is programmed (min-sync-period + one sync).
 ctl /apply "$(svc api 10.96.0.30)"

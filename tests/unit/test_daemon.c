@@ -603,8 +603,12 @@ START_TEST(loop_with_fake_backend)
 	ck_assert_int_eq(http_wait(ports[0], "/healthz", 503, &body), 503);
 	ck_assert_int_eq(http_get(ports[1], "/metrics", &body), 200);
 	ck_assert_ptr_nonnull(strstr(body.data, "svcproxy_sync_errors_total 1\n"));
-	/* the health check server of the removed Service stays until a
-	 * sync succeeds */
+	/* The removed Service's health check server stays until a sync
+	 * succeeds, and says 503 while the proxy is unhealthy even with a
+	 * local endpoint (kube-proxy's rule: the rules are not current). */
+	ck_assert_int_eq(http_get(ports[2], "/", &body), 503);
+	ck_assert_ptr_nonnull(strstr(body.data, "\"localEndpoints\": 1,"));
+	ck_assert_ptr_nonnull(strstr(body.data, "\"serviceProxyHealthy\": false"));
 	unlink(fail_file);
 	expect_sync(fds[0], "sync full=1 svcports=1 result=ok");
 	ck_assert_int_eq(http_wait(ports[0], "/healthz", 200, &body), 200);
