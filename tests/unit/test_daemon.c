@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../src/daemon/http.h"
 #include "../../src/daemon/kubeconfig.h"
 #include "../../src/daemon/log.h"
 #include "../../src/daemon/state.h"
@@ -107,6 +108,43 @@ START_TEST(hc_body_shape)
 				   "\"we\\\"b\"\n\t},\n\t\"localEndpoints\": 2,\n\t"
 				   "\"serviceProxyHealthy\": true\n}");
 	sp_buf_free(&out);
+}
+END_TEST
+
+START_TEST(bind_addresses)
+{
+	static const struct {
+		const char *text;
+		int family;
+		unsigned port;
+	} cases[] = {
+		{"0.0.0.0:10256", AF_INET, 10256},
+		{"127.0.0.1:10249", AF_INET, 10249},
+		{"[::]:10256", AF_INET6, 10256},
+		{"[fd00::1]:80", AF_INET6, 80},
+		{":10256", AF_INET6, 10256},
+		{"10256", 0, 0},
+		{"1.2.3.4:70000", 0, 0},
+		{"host.example:80", 0, 0},
+		{"[fd00::1]", 0, 0},
+	};
+	for (size_t i = 0; i < SP_ARRAY_SIZE(cases); i++) {
+		struct sockaddr_storage ss;
+		struct sp_diag diag;
+		int r;
+
+		sp_diag_init(&diag);
+		r = sp_dhttp_parse_addr(cases[i].text, &ss, &diag);
+		ck_assert_msg((r == 0) == (cases[i].family != 0), "%s", cases[i].text);
+		if (!r) {
+			ck_assert_int_eq(ss.ss_family, cases[i].family);
+			ck_assert_uint_eq(ntohs(((struct sockaddr_in *)&ss)->sin_port),
+					  cases[i].port);
+		} else {
+			ck_assert(sp_diag_has(&diag, SP_SEV_ERROR, cases[i].text));
+		}
+		sp_diag_free(&diag);
+	}
 }
 END_TEST
 
@@ -662,6 +700,7 @@ static Suite *daemon_suite(void)
 	tcase_add_test(pure, store_changes);
 	tcase_add_test(pure, kubeconfig_parse);
 	tcase_add_test(pure, journald_lines);
+	tcase_add_test(pure, bind_addresses);
 	tcase_add_test(loop, loop_with_fake_backend);
 	tcase_set_timeout(loop, 60);
 	suite_add_tcase(s, pure);
