@@ -2,6 +2,11 @@
 # own network namespace, so fixed ports cannot clash with the host or with
 # another test.
 
+# Everything here talks to 127.0.0.1 inside a namespace: a proxy from the
+# environment (curl and the daemon's libcurl both honour it) would only get
+# in the way.
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
+
 : "${top_builddir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 
