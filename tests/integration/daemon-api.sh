@@ -177,6 +177,14 @@ prom_valid metrics.txt || fail "/metrics is not Prometheus text"
 [ "$(metric kubeproxy_sync_partial_proxy_rules_duration_seconds_count)" -ge 3 ] || fail "partial syncs not counted"
 [ "$(metric kubeproxy_network_programming_duration_seconds_count)" -ge 1 ] || fail "programming latency not observed"
 
+# This node is being deleted: /healthz says so (nodeEligible false, 503),
+# /livez still 200, as kube-proxy.
+ctl /apply '{"apiVersion":"v1","kind":"Node","metadata":{"name":"node-a","deletionTimestamp":"2026-01-01T00:00:00Z"},"status":{"addresses":[{"type":"InternalIP","address":"192.168.7.1"}]}}'
+ineligible() { [ "$(http_code http://127.0.0.1:10256/healthz)" = 503 ]; }
+wait_for 10 ineligible || fail "/healthz not 503 for a node being deleted"
+grep -q '"nodeEligible": false' "$tmp/body" || fail "/healthz body: $(cat "$tmp/body")"
+[ "$(http_code http://127.0.0.1:10256/livez)" = 200 ] || fail "/livez not 200 for a node being deleted"
+
 [ "$(stat_of 's["client_cert_requests"]')" -gt 0 ] || fail "the client certificate was not presented"
 
 # In-cluster: service-account token and CA files, KUBERNETES_SERVICE_HOST.
