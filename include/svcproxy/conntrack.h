@@ -166,7 +166,16 @@ enum sp_ct_reason sp_ct_reason_parse(const char *name); /* SP_CT_REASON_MAX if u
  *  - ipvs: persistence templates live in IPVS's own connection table, not in
  *    nf_conntrack, and cannot be deleted over netlink; with persistence off
  *    IPVS stops consulting them and they expire, and nf_conntrack entries
- *    of IPVS flows (net.ipv4.vs.conntrack=1) are flushed here like others. */
+ *    of IPVS flows (net.ipv4.vs.conntrack=1) are flushed here like others.
+ *
+ * IPVS mode caveat (seen in the kernel lab, Linux 6.1): IPVS steers a flow
+ * by its own connection table. Deleting the nf_conntrack entry of a live
+ * UDP flow whose IPVS connection survives (its real server was not removed,
+ * e.g. the SNATed local endpoint on a Cluster -> Local switch) did not
+ * re-place the flow: its next packets were answered port-unreachable until
+ * the IPVS connection expired. Where the real server is removed,
+ * expire_nodest_conn drops the IPVS connection and the flush lets the
+ * rescheduled flow start clean, as kube-proxy relies on. */
 void sp_ct_stale(const struct sp_ct_summary *old, const struct sp_ct_summary *new,
 		 struct sp_ct_filters *out);
 
