@@ -172,8 +172,9 @@ enum sp_ct_reason sp_ct_reason_parse(const char *name); /* SP_CT_REASON_MAX if u
  * by its own connection table. Deleting the nf_conntrack entry of a live
  * UDP flow whose IPVS connection survives (its real server was not removed,
  * e.g. the SNATed local endpoint on a Cluster -> Local switch) did not
- * re-place the flow: its next packets were answered port-unreachable until
- * the IPVS connection expired. Where the real server is removed,
+ * re-place the flow: its next packet was answered port-unreachable (the
+ * client's UDP socket got ECONNREFUSED) and no new conntrack entry appeared
+ * while the IPVS connection stayed listed. Where the real server is removed,
  * expire_nodest_conn drops the IPVS connection and the flush lets the
  * rescheduled flow start clean, as kube-proxy relies on. */
 void sp_ct_stale(const struct sp_ct_summary *old, const struct sp_ct_summary *new,
