@@ -38,6 +38,7 @@ enum sp_nft_stmt_kind {
 	SP_NFT_MATCH_MARK_CLEAR, /* meta mark & M == 0 */
 	SP_NFT_MATCH_NUMGEN,	 /* numgen random mod N == 0 */
 	SP_NFT_VMAP,		 /* <key> vmap @set */
+	SP_NFT_MATCH_SET,	 /* <key> @set (a plain set) */
 	SP_NFT_MARK_OR,		 /* meta mark set meta mark | M */
 	SP_NFT_MARK_XOR,	 /* meta mark set meta mark ^ M */
 	SP_NFT_AFFINITY_UPDATE,	 /* update @set { ip saddr : ADDR } */
@@ -54,6 +55,7 @@ enum sp_nft_key {
 	SP_NFT_KEY_DADDR_PROTO_PORT, /* ip daddr . meta l4proto . th dport */
 	SP_NFT_KEY_PROTO_PORT,	     /* meta l4proto . th dport */
 	SP_NFT_KEY_SADDR,	     /* ip saddr (session affinity) */
+	SP_NFT_KEY_SADDR_DADDR,	     /* ip saddr . ip daddr (hairpin) */
 };
 
 /* Unused fields stay zero, so that two statements compare field by field. */
@@ -65,7 +67,7 @@ struct sp_nft_stmt {
 	struct sp_addr addr; /* DNAT, AFFINITY_UPDATE */
 	uint32_t value;	     /* proto, mark mask, numgen modulus */
 	uint16_t port;	     /* MATCH_DPORT, DNAT, DNAT_MAP (host order) */
-	enum sp_nft_key key; /* VMAP */
+	enum sp_nft_key key; /* VMAP, MATCH_SET */
 	int verdict;	     /* VERDICT */
 	char *set;	     /* VMAP, AFFINITY_UPDATE, DNAT_MAP (owned) */
 	char *chain;	     /* VERDICT jump/goto (owned) */
@@ -107,6 +109,7 @@ struct sp_nft_set {
 	 * the endpoint address whose elements time out after timeout_s. */
 	bool affinity;
 	uint32_t timeout_s;
+	bool plain; /* a set of keys, not a map (hairpin) */
 	struct sp_nft_elem *elems;
 	size_t n_elems, cap_elems;
 };

@@ -150,7 +150,10 @@ static void put_lookup(struct nftnl_rule *r, const char *set, bool verdict_map, 
 	nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
 	nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set);
 	nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, 0); /* the kernel dumps it */
-	nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, verdict_map ? NFT_REG_VERDICT : nreg(dreg32));
+	/* dreg32 0: a plain membership test, no destination. */
+	if (verdict_map || dreg32)
+		nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG,
+				   verdict_map ? NFT_REG_VERDICT : nreg(dreg32));
 	nftnl_rule_add_expr(r, e);
 }
 
@@ -208,6 +211,10 @@ static void put_key(struct nftnl_rule *r, int family, enum sp_nft_key key)
 		break;
 	case SP_NFT_KEY_SADDR:
 		put_payload(r, NFT_PAYLOAD_NETWORK_HEADER, saddr_off(family), alen(family), R32(0));
+		break;
+	case SP_NFT_KEY_SADDR_DADDR:
+		put_payload(r, NFT_PAYLOAD_NETWORK_HEADER, saddr_off(family), alen(family), R32(0));
+		put_payload(r, NFT_PAYLOAD_NETWORK_HEADER, daddr_off(family), alen(family), R32(a));
 		break;
 	case SP_NFT_KEY_NONE:
 		break;
@@ -268,6 +275,10 @@ static void put_stmt(struct nftnl_rule *r, int family, const struct sp_nft_stmt 
 	case SP_NFT_VMAP:
 		put_key(r, family, s->key);
 		put_lookup(r, s->set, true, 0);
+		break;
+	case SP_NFT_MATCH_SET:
+		put_key(r, family, s->key);
+		put_lookup(r, s->set, false, 0);
 		break;
 	case SP_NFT_MARK_OR:
 	case SP_NFT_MARK_XOR:
@@ -512,6 +523,13 @@ static void key_shape(int family, enum sp_nft_key key, uint32_t *type, uint32_t 
 		*len = 8;
 		return;
 	}
+	case SP_NFT_KEY_SADDR_DADDR: {
+		uint32_t types[] = {addr, addr};
+
+		*type = concat_type(types, 2);
+		*len = 2 * alen(family);
+		return;
+	}
 	case SP_NFT_KEY_SADDR:
 	case SP_NFT_KEY_NONE:
 		*type = addr;
@@ -558,6 +576,8 @@ void sp_nft_put_set(struct sp_nl *nl, struct sp_nl_batch *b, const struct sp_nft
 			nftnl_set_set_u32(ns, NFTNL_SET_DATA_LEN, klen);
 			nftnl_set_set_u64(ns, NFTNL_SET_TIMEOUT, (uint64_t)s->timeout_s * 1000);
 			nftnl_set_set_u32(ns, NFTNL_SET_DESC_SIZE, 65535);
+		} else if (s->plain) {
+			nftnl_set_set_u32(ns, NFTNL_SET_FLAGS, 0);
 		} else {
 			nftnl_set_set_u32(ns, NFTNL_SET_FLAGS, NFT_SET_MAP);
 			nftnl_set_set_u32(ns, NFTNL_SET_DATA_TYPE, NFT_DATA_VERDICT);
@@ -575,8 +595,8 @@ void sp_nft_put_set(struct sp_nl *nl, struct sp_nl_batch *b, const struct sp_nft
 	else
 		nftnl_set_nlmsg_build_payload(nlh, ns);
 	nftnl_set_free(ns);
-	label = sp_xasprintf("%s map %s %s %s", op_word(op), sp_nft_family_name(t->family), t->name,
-			     s->name);
+	label = sp_xasprintf("%s %s %s %s %s", op_word(op), s->plain ? "set" : "map",
+			     sp_nft_family_name(t->family), t->name, s->name);
 	sp_nl_batch_commit(b, label, true);
 	free(label);
 }
@@ -588,6 +608,11 @@ static size_t elem_key(int family, enum sp_nft_key key, const struct sp_nft_elem
 	uint16_t port = htons(e->port);
 
 	memset(out, 0, 40);
+	if (key == SP_NFT_KEY_SADDR_DADDR) {
+		memcpy(out, e->addr.u.bytes, alen(family));
+		memcpy(out + alen(family), e->addr.u.bytes, alen(family));
+		return 2 * alen(family);
+	}
 	if (key == SP_NFT_KEY_DADDR_PROTO_PORT || key == SP_NFT_KEY_SADDR) {
 		memcpy(out, e->addr.u.bytes, alen(family));
 		n = alen(family);
@@ -609,7 +634,7 @@ static struct nftnl_set_elem *elem_build(int family, const struct sp_nft_set *s,
 	if (!ne)
 		abort();
 	nftnl_set_elem_set(ne, NFTNL_SET_ELEM_KEY, key, (uint32_t)klen);
-	if (with_data) {
+	if (with_data && !s->plain) {
 		nftnl_set_elem_set_u32(ne, NFTNL_SET_ELEM_VERDICT, (uint32_t)e->verdict);
 		if (e->chain)
 			nftnl_set_elem_set_str(ne, NFTNL_SET_ELEM_CHAIN, e->chain);
@@ -744,8 +769,12 @@ static int rule_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
-static enum sp_nft_key key_of(int family, uint32_t key_len)
+/* Our maps are told apart by key length; the plain set (hairpin pairs,
+ * 8 bytes in IPv4 as protocol . port is) by being no map. */
+static enum sp_nft_key key_of(int family, uint32_t key_len, bool map)
 {
+	if (!map)
+		return key_len == 2 * alen(family) ? SP_NFT_KEY_SADDR_DADDR : SP_NFT_KEY_NONE;
 	if (key_len == alen(family) + 8)
 		return SP_NFT_KEY_DADDR_PROTO_PORT;
 	if (key_len == 8)
@@ -768,16 +797,20 @@ static int set_cb(const struct nlmsghdr *nlh, void *data)
 		return MNL_CB_OK;
 	}
 	flags = nftnl_set_get_u32(ns, NFTNL_SET_FLAGS);
-	s = sp_nft_set_add(x->t, nftnl_set_get_str(ns, NFTNL_SET_NAME),
-			   key_of(x->family, nftnl_set_get_u32(ns, NFTNL_SET_KEY_LEN)));
+	s = sp_nft_set_add(
+		x->t, nftnl_set_get_str(ns, NFTNL_SET_NAME),
+		key_of(x->family, nftnl_set_get_u32(ns, NFTNL_SET_KEY_LEN), flags & NFT_SET_MAP));
 	if (flags & NFT_SET_TIMEOUT) {
 		s->affinity = true;
 		s->timeout_s = (uint32_t)(nftnl_set_get_u64(ns, NFTNL_SET_TIMEOUT) / 1000);
 	}
 	/* A set we would not make (anonymous, interval, another data type)
 	 * gets a key no planned set has, so it is replaced. */
-	if ((flags & ~(NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL)) || !(flags & NFT_SET_MAP) ||
-	    (!s->affinity && nftnl_set_get_u32(ns, NFTNL_SET_DATA_TYPE) != NFT_DATA_VERDICT))
+	s->plain = !(flags & NFT_SET_MAP);
+	if ((flags & ~(NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL)) ||
+	    (s->plain && (flags || s->key != SP_NFT_KEY_SADDR_DADDR)) ||
+	    (!s->plain && !s->affinity &&
+	     nftnl_set_get_u32(ns, NFTNL_SET_DATA_TYPE) != NFT_DATA_VERDICT))
 		s->key = SP_NFT_KEY_NONE;
 	nftnl_set_free(ns);
 	return MNL_CB_OK;
@@ -803,14 +836,19 @@ static int elem_cb(const struct nlmsghdr *nlh, void *data)
 		size_t off = 0;
 		uint16_t port;
 
-		if (x->set->key == SP_NFT_KEY_DADDR_PROTO_PORT || x->set->key == SP_NFT_KEY_SADDR) {
+		if (x->set->key == SP_NFT_KEY_DADDR_PROTO_PORT || x->set->key == SP_NFT_KEY_SADDR ||
+		    x->set->key == SP_NFT_KEY_SADDR_DADDR) {
 			if (klen >= alen(x->family)) {
 				e->addr.family = x->family;
 				memcpy(e->addr.u.bytes, key, alen(x->family));
 			}
 			off = alen(x->family);
 		}
-		if (x->set->key != SP_NFT_KEY_SADDR && klen >= off + 6) {
+		if (x->set->key == SP_NFT_KEY_SADDR_DADDR &&
+		    (klen != 2 * off || memcmp(key, key + off, off)))
+			e->addr.family = 0; /* not a pair we make: never equal */
+		if (x->set->key != SP_NFT_KEY_SADDR && x->set->key != SP_NFT_KEY_SADDR_DADDR &&
+		    klen >= off + 6) {
 			e->proto = key[off];
 			memcpy(&port, key + off + 4, 2);
 			e->port = ntohs(port);

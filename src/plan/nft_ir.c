@@ -207,7 +207,8 @@ bool sp_nft_elem_equal(const struct sp_nft_elem *a, const struct sp_nft_elem *b)
 
 bool sp_nft_set_same_type(const struct sp_nft_set *a, const struct sp_nft_set *b)
 {
-	return a->key == b->key && a->affinity == b->affinity && a->timeout_s == b->timeout_s;
+	return a->key == b->key && a->affinity == b->affinity && a->timeout_s == b->timeout_s &&
+	       a->plain == b->plain;
 }
 
 struct elem_pos {

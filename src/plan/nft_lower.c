@@ -23,6 +23,7 @@
 #define SET_NOEP_SERVICES "no-endpoint-services"
 #define SET_NOEP_NODEPORTS "no-endpoint-nodeports"
 #define SET_FIREWALL_IPS "firewall-ips"
+#define SET_HAIRPIN "hairpin-endpoints"
 
 #define CHAIN_SERVICES "services"
 #define CHAIN_MASQUERADING "masquerading"
@@ -46,6 +47,7 @@ enum fixed_set {
 	FS_NOEP_SERVICES,
 	FS_NOEP_NODEPORTS,
 	FS_FIREWALL_IPS,
+	FS_HAIRPIN,
 };
 
 static struct sp_nft_set *fixed(struct lower_ctx *x, enum fixed_set which)
@@ -180,8 +182,9 @@ static int addr_ptr_cmp(const void *a, const void *b)
 
 /* A pod that reaches itself through its Service must be masqueraded, or its
  * reply would bypass the DNAT. After DNAT the source and destination are the
- * same local endpoint: one rule per local endpoint address. */
-static void add_hairpin_rules(struct lower_ctx *x, struct sp_nft_chain *c)
+ * same local endpoint: one set of (endpoint . endpoint) pairs, so that an
+ * endpoint coming or going is one element, not a rewritten chain. */
+static void add_hairpin_elems(struct lower_ctx *x, struct sp_nft_set *set)
 {
 	struct sp_addr *addrs = NULL;
 	size_t n = 0, cap = 0, kept = 0;
@@ -199,15 +202,10 @@ static void add_hairpin_rules(struct lower_ctx *x, struct sp_nft_chain *c)
 	if (n)
 		qsort(addrs, n, sizeof(*addrs), addr_ptr_cmp);
 	for (size_t i = 0; i < n; i++) {
-		struct sp_nft_rule *r;
-
 		if (kept && sp_addr_equal(&addrs[kept - 1], &addrs[i]))
 			continue;
 		addrs[kept++] = addrs[i];
-		r = sp_nft_rule_add(c);
-		add_host(r, true, &addrs[i]);
-		add_host(r, false, &addrs[i]);
-		add_verdict(r, SP_NFT_JUMP, CHAIN_MARK_MASQ);
+		add_elem(set, &addrs[i], 0, 0, 0, NULL);
 	}
 	free(addrs);
 }
@@ -226,6 +224,7 @@ static void build_infrastructure(struct lower_ctx *x)
 	sp_nft_set_add(t, SET_NOEP_SERVICES, SP_NFT_KEY_DADDR_PROTO_PORT);
 	sp_nft_set_add(t, SET_NOEP_NODEPORTS, SP_NFT_KEY_PROTO_PORT);
 	sp_nft_set_add(t, SET_FIREWALL_IPS, SP_NFT_KEY_DADDR_PROTO_PORT);
+	sp_nft_set_add(t, SET_HAIRPIN, SP_NFT_KEY_SADDR_DADDR)->plain = true;
 
 	/* Filtering happens before DNAT, on the Service address itself. */
 	c = add_base(t, "filter-prerouting", "filter", NF_INET_PRE_ROUTING, FILTER_PRIO);
@@ -253,7 +252,12 @@ static void build_infrastructure(struct lower_ctx *x)
 	add_nodeport_dispatch(x, c, false, SET_SERVICE_NODEPORTS);
 
 	c = sp_nft_chain_add(t, CHAIN_MASQUERADING);
-	add_hairpin_rules(x, c);
+	add_hairpin_elems(x, fixed(x, FS_HAIRPIN));
+	r = sp_nft_rule_add(c);
+	s = sp_nft_stmt_add(r, SP_NFT_MATCH_SET);
+	s->key = SP_NFT_KEY_SADDR_DADDR;
+	s->set = sp_xstrdup(SET_HAIRPIN);
+	add_verdict(r, SP_NFT_JUMP, CHAIN_MARK_MASQ);
 	r = sp_nft_rule_add(c);
 	sp_nft_stmt_add(r, SP_NFT_MATCH_MARK_CLEAR)->value = p->masquerade_mark;
 	add_verdict(r, SP_NFT_RETURN, NULL);
@@ -380,12 +384,16 @@ static void add_endpoint_choice(const struct sp_plan_svcport *sp, const struct s
 }
 
 static void add_external_chain(struct lower_ctx *x, const struct sp_plan_svcport *sp,
-			       const struct svc_names *nm, bool has_local)
+			       const struct svc_names *nm, bool has_cluster, bool has_local)
 {
 	struct sp_nft_chain *c = sp_nft_chain_add(x->t, nm->external);
 	struct sp_nft_rule *r;
 
 	if (!sp->external_policy_local) {
+		if (!has_cluster) {
+			add_verdict(sp_nft_rule_add(c), SP_NFT_DROP, NULL);
+			return;
+		}
 		add_verdict(sp_nft_rule_add(c), SP_NFT_JUMP, CHAIN_MARK_MASQ);
 		add_verdict(sp_nft_rule_add(c), SP_NFT_GOTO, nm->cluster);
 		return;
@@ -393,19 +401,21 @@ static void add_external_chain(struct lower_ctx *x, const struct sp_plan_svcport
 	/* Local: in-cluster clients short-circuit to every endpoint (pods
 	 * keep their address, the node itself is masqueraded); the others
 	 * reach only this node's endpoints and keep their address. */
-	for (size_t i = 0; i < x->plan->n_cluster_cidrs; i++) {
+	for (size_t i = 0; has_cluster && i < x->plan->n_cluster_cidrs; i++) {
 		if (x->plan->cluster_cidrs[i].addr.family != x->family)
 			continue;
 		r = sp_nft_rule_add(c);
 		add_cidr(r, true, false, &x->plan->cluster_cidrs[i]);
 		add_verdict(r, SP_NFT_GOTO, nm->cluster);
 	}
-	r = sp_nft_rule_add(c);
-	add_fib_local(r, true);
-	add_verdict(r, SP_NFT_JUMP, CHAIN_MARK_MASQ);
-	r = sp_nft_rule_add(c);
-	add_fib_local(r, true);
-	add_verdict(r, SP_NFT_GOTO, nm->cluster);
+	if (has_cluster) {
+		r = sp_nft_rule_add(c);
+		add_fib_local(r, true);
+		add_verdict(r, SP_NFT_JUMP, CHAIN_MARK_MASQ);
+		r = sp_nft_rule_add(c);
+		add_fib_local(r, true);
+		add_verdict(r, SP_NFT_GOTO, nm->cluster);
+	}
 	if (has_local)
 		add_verdict(sp_nft_rule_add(c), SP_NFT_GOTO, nm->local);
 	else
@@ -467,7 +477,7 @@ static void lower_svcport(struct lower_ctx *x, const struct sp_plan_svcport *sp)
 			add_elem(fixed(x, FS_FIREWALL_IPS), &sp->lb_ips[i], sp->protocol, sp->port,
 				 SP_NFT_GOTO, nm.firewall);
 	}
-	if (!has_cluster) {
+	if (!sp->has_any_endpoints) {
 		/* kube-proxy rejects at once rather than letting clients time
 		 * out. */
 		add_elem(fixed(x, FS_NOEP_SERVICES), &sp->cluster_ip, sp->protocol, sp->port,
@@ -486,11 +496,14 @@ static void lower_svcport(struct lower_ctx *x, const struct sp_plan_svcport *sp)
 		aff = nm.affinity;
 	}
 
-	struct sp_nft_chain *c = sp_nft_chain_add(x->t, nm.cluster);
+	struct sp_nft_chain *c;
 
-	if (!sp->internal_policy_local)
-		add_cluster_ip_masq(x, sp, c);
-	add_endpoint_choice(sp, &sp->cluster, aff, c);
+	if (has_cluster) {
+		c = sp_nft_chain_add(x->t, nm.cluster);
+		if (!sp->internal_policy_local)
+			add_cluster_ip_masq(x, sp, c);
+		add_endpoint_choice(sp, &sp->cluster, aff, c);
+	}
 	if (need_local) {
 		c = sp_nft_chain_add(x->t, nm.local);
 		if (sp->internal_policy_local)
@@ -505,7 +518,7 @@ static void lower_svcport(struct lower_ctx *x, const struct sp_plan_svcport *sp)
 		add_elem(fixed(x, FS_SERVICE_IPS), &sp->cluster_ip, sp->protocol, sp->port,
 			 SP_NFT_DROP, NULL);
 	if (external) {
-		add_external_chain(x, sp, &nm, has_local);
+		add_external_chain(x, sp, &nm, has_cluster, has_local);
 		add_external_elems(x, sp, false, SP_NFT_GOTO, nm.external);
 	}
 	svc_names_free(&nm);

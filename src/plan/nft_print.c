@@ -65,6 +65,9 @@ static void print_key(int family, enum sp_nft_key key, struct sp_buf *out)
 	case SP_NFT_KEY_SADDR:
 		sp_buf_addf(out, "%s saddr", addr_kw(family));
 		break;
+	case SP_NFT_KEY_SADDR_DADDR:
+		sp_buf_addf(out, "%s saddr . %s daddr", addr_kw(family), addr_kw(family));
+		break;
 	case SP_NFT_KEY_NONE:
 		break;
 	}
@@ -101,6 +104,10 @@ static void print_stmt(int family, const struct sp_nft_stmt *s, struct sp_buf *o
 	case SP_NFT_VMAP:
 		print_key(family, s->key, out);
 		sp_buf_addf(out, " vmap @%s", s->set);
+		break;
+	case SP_NFT_MATCH_SET:
+		print_key(family, s->key, out);
+		sp_buf_addf(out, " @%s", s->set);
 		break;
 	case SP_NFT_MARK_OR:
 		sp_buf_addf(out, "meta mark set meta mark | 0x%08x", s->value);
@@ -152,6 +159,12 @@ void sp_nft_print_rule(const struct sp_nft_table *t, const struct sp_nft_rule *r
 void sp_nft_print_elem(const struct sp_nft_table *t, const struct sp_nft_set *s,
 		       const struct sp_nft_elem *e, struct sp_buf *out)
 {
+	if (s->key == SP_NFT_KEY_SADDR_DADDR) {
+		print_addr(&e->addr, out);
+		sp_buf_add(out, " . ");
+		print_addr(&e->addr, out);
+		return;
+	}
 	(void)t;
 	if (s->key == SP_NFT_KEY_DADDR_PROTO_PORT) {
 		print_addr(&e->addr, out);
@@ -173,6 +186,9 @@ static void print_set_type(int family, const struct sp_nft_set *s, struct sp_buf
 	case SP_NFT_KEY_SADDR:
 		sp_buf_addf(out, "%s : %s", addr_type(family), addr_type(family));
 		break;
+	case SP_NFT_KEY_SADDR_DADDR:
+		sp_buf_addf(out, "%s . %s", addr_type(family), addr_type(family));
+		break;
 	case SP_NFT_KEY_NONE:
 		break;
 	}
@@ -181,7 +197,7 @@ static void print_set_type(int family, const struct sp_nft_set *s, struct sp_buf
 void sp_nft_print_set_decl(const struct sp_nft_table *t, const struct sp_nft_set *s,
 			   const char *indent, struct sp_buf *out)
 {
-	sp_buf_addf(out, "%smap %s {\n%s\ttype ", indent, s->name, indent);
+	sp_buf_addf(out, "%s%s %s {\n%s\ttype ", indent, s->plain ? "set" : "map", s->name, indent);
 	print_set_type(t->family, s, out);
 	sp_buf_add(out, "\n");
 	if (s->affinity)

@@ -417,9 +417,12 @@ static void print_elem_key(const struct sp_nft_table *t, const struct sp_nft_set
 {
 	char a[SP_ADDRSTRLEN];
 
+	if (s->key == SP_NFT_KEY_SADDR_DADDR) {
+		sp_nft_print_elem(t, s, e, out);
+		return;
+	}
 	if (s->key == SP_NFT_KEY_DADDR_PROTO_PORT)
 		sp_buf_addf(out, "%s . ", sp_addr_format(&e->addr, a));
-	(void)t;
 	sp_buf_addf(out, "%s . %u", sp_proto_name_lower(e->proto), e->port);
 }
 
@@ -445,7 +448,8 @@ static void print_ops(const struct plan_ops *p, struct sp_buf *out)
 				sp_buf_add(out, " }\n");
 				break;
 			case OP_DEL_SET:
-				sp_buf_addf(out, "delete map %s %s %s\n", fam, o->t->name,
+				sp_buf_addf(out, "delete %s %s %s %s\n",
+					    o->s->plain ? "set" : "map", fam, o->t->name,
 					    o->s->name);
 				break;
 			case OP_FLUSH_SET:

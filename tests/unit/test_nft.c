@@ -158,9 +158,13 @@ START_TEST(cluster_ip_spreads_over_endpoints)
 	ck_assert_ptr_nonnull(
 		strstr(text, "10.96.0.10 . tcp . 80 : goto svc-default/web/tcp/http"));
 	/* Hairpin: local endpoints only. */
-	ck_assert_ptr_nonnull(strstr(text, "ip saddr 10.244.1.5 ip daddr 10.244.1.5 jump "
-					   "mark-for-masquerade"));
-	ck_assert_ptr_null(strstr(text, "ip saddr 10.244.2.5 ip daddr"));
+	ck_assert_ptr_nonnull(strstr(text, "10.244.1.5 . 10.244.1.5"));
+	ck_assert_ptr_null(strstr(text, "10.244.2.5 . 10.244.2.5"));
+	assert_chain(AF_INET, "masquerading",
+		     "ip saddr . ip daddr @hairpin-endpoints jump mark-for-masquerade\n"
+		     "meta mark & 0x00004000 == 0 return\n"
+		     "meta mark set meta mark ^ 0x00004000\n"
+		     "masquerade fully-random\n");
 	free(text);
 }
 END_TEST
@@ -252,8 +256,9 @@ START_TEST(few_sets_whatever_the_size)
 
 	build("10.244.0.0/16");
 	t = sp_nft_table_find(&rs, AF_INET);
-	/* Five fixed maps plus one per Service port with affinity. */
-	ck_assert_uint_eq(t->n_sets, 6);
+	/* Five fixed maps, the hairpin set, and one map per Service port
+	 * with affinity. */
+	ck_assert_uint_eq(t->n_sets, 7);
 }
 END_TEST
 

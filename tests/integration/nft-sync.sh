@@ -1,0 +1,167 @@
+#!/bin/bash
+# nftables mode, kernel state rather than traffic: batch sizes, idempotence,
+# atomicity under kill -9, repair of hand-made damage, diff and cleanup.
+# The table is compared with what `nft -f` makes of `svcproxy plan`, loaded
+# into a scratch namespace.
+set -u
+MODE=nftables
+top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
+top_builddir=${top_builddir:-$top_srcdir}
+SVCPROXY=${SVCPROXY:-$top_builddir/svcproxy}
+WHOAMI=${WHOAMI:-$top_builddir/tests/helpers/sp-whoami}
+
+[ "$(id -u)" = 0 ] || { echo "needs root for network namespaces"; exit 77; }
+command -v nft >/dev/null || { echo "nft not installed"; exit 77; }
+[ -x "$SVCPROXY" ] || { echo "missing $SVCPROXY"; exit 99; }
+
+. "$top_srcdir/tests/lib/cluster.sh"
+
+sp_add_ns node1
+sp_add_ns scratch
+
+# COUNT Services default/s<i> (ClusterIP 10.96.x.y:80 -> 8080) with EPS
+# endpoints each; the first endpoint of s0 is FIRST (to change one endpoint).
+gen() { # COUNT EPS FIRST
+	awk -v n="$1" -v e="$2" -v first="$3" 'BEGIN {
+		printf "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[\n"
+		printf "{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"node-1\"},"
+		printf "\"status\":{\"addresses\":[{\"type\":\"InternalIP\",\"address\":\"192.0.2.11\"}]}}"
+		for (i = 0; i < n; i++) {
+			printf ",\n{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"s%d\",\"namespace\":\"default\"},", i
+			printf "\"spec\":{\"type\":\"%s\",\"clusterIP\":\"10.96.%d.%d\",", i < 2000 ? "NodePort" : "ClusterIP", int(i / 250), i % 250 + 1
+			printf "\"ports\":[{\"name\":\"http\",\"protocol\":\"TCP\",\"port\":80,\"targetPort\":8080"
+			if (i < 2000) printf ",\"nodePort\":%d", 30000 + i
+			printf "}]}}"
+			printf ",\n{\"apiVersion\":\"discovery.k8s.io/v1\",\"kind\":\"EndpointSlice\",\"metadata\":{\"name\":\"s%d-a\",\"namespace\":\"default\",", i
+			printf "\"labels\":{\"kubernetes.io/service-name\":\"s%d\"}},\"addressType\":\"IPv4\",", i
+			printf "\"ports\":[{\"name\":\"http\",\"protocol\":\"TCP\",\"port\":8080}],\"endpoints\":["
+			for (j = 0; j < e; j++) {
+				addr = sprintf("10.%d.%d.%d", 128 + int(i / 250) % 100, i % 250, j + 1)
+				if (i == 0 && j == 0) addr = first
+				printf "%s{\"addresses\":[\"%s\"],\"nodeName\":\"node-%d\"}", j ? "," : "", addr, j % 3 + 1
+			}
+			printf "]}"
+		}
+		printf "\n]}\n"
+	}'
+}
+
+ARGS="--proxy-mode nftables --hostname-override node-1 --cluster-cidr 10.128.0.0/9"
+DIR=$SP_TMP/in
+mkdir -p "$DIR"
+use() { gen "$@" >"$DIR/cluster.json"; }
+run() { # SUBCOMMAND [args]: in node1, stdout only
+	local sub=$1
+	shift
+	sp_in node1 "$SVCPROXY" "$sub" $ARGS "$@" "$DIR" 2>>"$SP_TMP/stderr"
+}
+sent() { sed -n 's/.*messages_sent=\([0-9]*\).*/\1/p'; }
+
+# nft's listing with chains and maps in name order (nft lists them in
+# creation order, which differs between an incremental history and one
+# fresh load).
+normalize() {
+	awk '
+	/^\t(chain|map|set) / { inblock = 1; buf = $2 "\001" $0; next }
+	inblock { buf = buf "\001" $0; if ($0 == "\t}") { print buf; inblock = 0 }; next }
+	{ print "\002" $0 }' | LC_ALL=C sort -s -t "$(printf '\001')" -k1,1 | sed 's/^[^\x01]*\x01//; s/^\x02//' | tr '\001' '\n'
+}
+table_of() { sp_in "$1" nft list table ip svcproxy 2>/dev/null | normalize; }
+plan_table() { # what nft makes of the plan
+	sp_in scratch nft flush ruleset
+	sp_in node1 "$SVCPROXY" plan $ARGS "$DIR" 2>/dev/null | sp_in scratch nft -f - || return 1
+	table_of scratch
+}
+expect_plan() { # DESC
+	local want have
+	want=$(plan_table)
+	have=$(table_of node1)
+	if [ -n "$want" ] && [ "$want" = "$have" ]; then
+		sp_ok "$1"
+	else
+		sp_fail "$1"
+		diff <(echo "$want") <(echo "$have") | head -20
+	fi
+}
+
+# ---- a one-endpoint change costs the same whatever the number of Services
+batch_for_one_change() { # COUNT
+	sp_in node1 nft delete table ip svcproxy 2>/dev/null
+	use "$1" 3 10.200.0.1
+	run sync >/dev/null
+	use "$1" 3 10.200.0.2
+	run sync --stats | sent
+}
+small=$(batch_for_one_change 10)
+large=$(batch_for_one_change 300)
+if [ -n "$small" ] && [ "$small" -gt 0 ] && [ "$small" = "$large" ]; then
+	sp_ok "one endpoint changed: $small messages with 10 Services, $large with 300"
+else
+	sp_fail "one endpoint changed: ${small:-?} messages with 10 Services, ${large:-?} with 300"
+fi
+again=$(run sync --stats | sent)
+[ "$again" = 0 ] && sp_ok "a second sync with no change sends nothing" ||
+	sp_fail "a second sync with no change sent ${again:-?} messages"
+expect_plan "after incremental changes the table is exactly the plan"
+
+# ---- diff: exit 0 when in sync, 2 with the change to make
+run diff >"$SP_TMP/diff" && rc=0 || rc=$?
+[ $rc = 0 ] && [ ! -s "$SP_TMP/diff" ] && sp_ok "diff: nothing to do, exit 0" ||
+	sp_fail "diff in sync: exit $rc, $(wc -l <"$SP_TMP/diff") lines"
+use 300 3 10.200.0.3
+run diff >"$SP_TMP/diff" && rc=0 || rc=$?
+if [ $rc = 2 ] && grep -q '^add rule ip svcproxy svc-default/s0/tcp/http .*dnat ip to 10.200.0.3:8080$' "$SP_TMP/diff"; then
+	sp_ok "diff: shows the change in nft syntax, exit 2"
+else
+	sp_fail "diff with a change: exit $rc: $(head -5 "$SP_TMP/diff")"
+fi
+run sync >/dev/null
+
+# ---- kill -9 in the middle of a sync: the kernel has the old table or the
+# new one, never a mix; the next sync makes it exactly the plan.
+old=$(table_of node1)
+use 2500 4 10.200.0.4
+run sync >/dev/null &
+pid=$!
+sleep 0.4
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+mid=$(table_of node1)
+new=$(plan_table)
+if [ "$mid" = "$old" ] || [ "$mid" = "$new" ]; then
+	sp_ok "kill -9 mid-sync leaves the old or the new table, whole ($([ "$mid" = "$old" ] && echo old || echo new))"
+else
+	sp_fail "kill -9 mid-sync left a table that is neither the old nor the new one"
+fi
+run sync >/dev/null
+expect_plan "after kill -9 and a new sync the table is exactly the plan"
+
+# ---- damage by hand is repaired
+# (the chain's references go first, as the kernel insists)
+sp_in node1 nft delete element ip svcproxy service-nodeports '{ tcp . 30000 }'
+sp_in node1 nft flush chain ip svcproxy ext-default/s0/tcp/http
+sp_in node1 nft delete chain ip svcproxy ext-default/s0/tcp/http
+sp_in node1 nft add rule ip svcproxy services counter
+if sp_in node1 nft list chain ip svcproxy ext-default/s0/tcp/http >/dev/null 2>&1; then
+	sp_fail "could not delete a chain by hand"
+fi
+run sync >/dev/null
+expect_plan "a chain deleted and a rule added by hand are repaired by the next sync"
+
+# ---- cleanup removes our tables and nothing else
+sp_in node1 nft add table inet keepme
+sp_in node1 nft add chain inet keepme c
+sp_in node1 nft add table ip6 svcproxy-other
+use 5 2 10.200.0.5
+run sync >/dev/null
+sp_in node1 "$SVCPROXY" cleanup --proxy-mode nftables 2>>"$SP_TMP/stderr"
+tables=$(sp_in node1 nft list tables | sort | tr '\n' ';')
+if [ "$tables" = "table inet keepme;table ip6 svcproxy-other;" ]; then
+	sp_ok "cleanup removes our tables and leaves the others"
+else
+	sp_fail "cleanup left: $tables"
+fi
+again=$(sp_in node1 "$SVCPROXY" cleanup --proxy-mode nftables 2>&1 && echo ok)
+[ "$again" = ok ] && sp_ok "cleanup with nothing to remove succeeds" || sp_fail "second cleanup: $again"
+
+sp_report
