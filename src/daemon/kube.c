@@ -328,11 +328,20 @@ static void on_backoff_timer(struct sp_dwatch *w, uint32_t events)
 static int64_t parse_rfc3339(const char *s)
 {
 	struct tm tm = {0};
-	const char *end;
 
-	if (!s || !(end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)))
+	if (!s || !strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
 		return 0;
 	return (int64_t)timegm(&tm) * 1000000000;
+}
+
+/* An annotation's value (keys hold dots, so no sp_djson_str path). */
+static const char *annotation(const cJSON *obj, const char *key)
+{
+	const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(md, "annotations"), key);
+
+	return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
 /* Lists leave kind out of their items; the model reader needs it. */
@@ -396,14 +405,7 @@ static bool on_event(struct kres *r, const char *line, size_t len)
 		r->garbage = true;
 		ok = false;
 	} else {
-		int64_t trigger = parse_rfc3339(
-			cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(obj, "metadata"))
-				? sp_djson_str(
-					  cJSON_GetObjectItemCaseSensitive(
-						  cJSON_GetObjectItemCaseSensitive(obj, "metadata"),
-						  "annotations"),
-					  TRIGGER_ANNOTATION)
-				: NULL);
+		int64_t trigger = parse_rfc3339(annotation(obj, TRIGGER_ANNOTATION));
 
 		set_rv(r, sp_djson_str(obj, "metadata.resourceVersion"));
 		complete(r, obj);

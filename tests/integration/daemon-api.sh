@@ -113,6 +113,16 @@ ctl /apply "$(slice api 10.244.2.7 node-b)"
 wait_for 10 has "default/api:http 10.96.0.30:80 hc=0 eps=10.244.2.7:8080" ||
 	fail "watched Service not programmed"
 
+# The slice says when its change began (the endpoints controller's
+# annotation): the programming latency counts from there.
+before=$(metric kubeproxy_network_programming_duration_seconds_sum)
+trigger=$(date -u -d '-40 seconds' +%Y-%m-%dT%H:%M:%SZ)
+ctl /apply "$(slice api 10.244.2.7 node-b | sed "s|\"metadata\":{|\"metadata\":{\"annotations\":{\"endpoints.kubernetes.io/last-change-trigger-time\":\"$trigger\"},|")"
+latency_counted() {
+	python3 -c "import sys; sys.exit(0 if float('$(metric kubeproxy_network_programming_duration_seconds_sum)') - float('$before') >= 40 else 1)"
+}
+wait_for 10 latency_counted || fail "trigger-time annotation not used for the programming latency"
+
 # The LB's endpoint moves away: the health check port answers 503.
 ctl /apply "$(slice lb 10.244.2.8 node-b)"
 wait_for 10 has "default/lb:http 10.96.0.20:80 hc=31999 eps=10.244.2.8:8080" ||
