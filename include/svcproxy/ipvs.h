@@ -100,6 +100,11 @@ void sp_ipvs_state_free(struct sp_ipvs_state *st);
  * are reported in diag; the first claim wins. Returns 0, or 1 if something
  * was left out. */
 int sp_ipvs_lower(const struct sp_plan *plan, struct sp_ipvs_state *st, struct sp_diag *diag);
+/* The same, knowing the node's local addresses (read by the reconciler):
+ * without --nodeport-addresses, node ports listen on every one of them, as
+ * kube-proxy's IPVS mode does, not only on the Node object's addresses. */
+int sp_ipvs_lower_local(const struct sp_plan *plan, const struct sp_addr *local, size_t n_local,
+			struct sp_ipvs_state *st, struct sp_diag *diag);
 
 /* Building blocks, also used for read-back. */
 struct sp_ipvs_service *sp_ipvs_add_service(struct sp_ipvs_state *st);

@@ -31,6 +31,12 @@ int sp_ipvs_link_addr_add(struct sp_ipvs_rtnl *rt, int ifindex, const struct sp_
 int sp_ipvs_link_addr_del(struct sp_ipvs_rtnl *rt, int ifindex, const struct sp_addr *a,
 			  struct sp_diag *diag);
 
+/* The node's own addresses a node port may listen on: every address of
+ * every link but kube-ipvs0, without loopback and IPv6 link-local ones.
+ * *out is allocated (caller frees). 0 or -1. */
+int sp_ipvs_local_addrs(struct sp_ipvs_rtnl *rt, struct sp_addr **out, size_t *n,
+			struct sp_diag *diag);
+
 /* Append the policy rules that look up SP_IPVS_TABLE to out->rules (rules of
  * that table that are not of our shape are reported, not returned). */
 int sp_ipvs_rules_dump(struct sp_ipvs_rtnl *rt, struct sp_ipvs_state *out, struct sp_diag *diag);

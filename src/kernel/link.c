@@ -7,6 +7,7 @@
 #include <linux/fib_rules.h>
 #include <linux/if_addr.h>
 #include <linux/rtnetlink.h>
+#include <arpa/inet.h>
 #include <net/if.h>
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
@@ -190,6 +191,43 @@ int sp_ipvs_link_addrs(struct sp_ipvs_rtnl *rt, int ifindex, struct sp_ipvs_stat
 			continue;
 		if (from_nl_addr(rtnl_addr_get_local(a), &sa))
 			sp_ipvs_add_link_addr(out, &sa);
+	}
+	nl_cache_free(cache);
+	return 0;
+}
+
+static bool nodeport_candidate(const struct sp_addr *a)
+{
+	if (a->family == AF_INET)
+		return (ntohl(a->u.v4.s_addr) >> 24) != 127;
+	return !IN6_IS_ADDR_LOOPBACK(&a->u.v6) && !IN6_IS_ADDR_LINKLOCAL(&a->u.v6);
+}
+
+int sp_ipvs_local_addrs(struct sp_ipvs_rtnl *rt, struct sp_addr **out, size_t *n,
+			struct sp_diag *diag)
+{
+	struct nl_cache *cache = NULL;
+	int skip = sp_ipvs_link_find(rt, diag);
+	size_t cap = 0;
+	int ret;
+
+	*out = NULL;
+	*n = 0;
+	if (skip < 0)
+		return -1;
+	ret = rtnl_addr_alloc_cache(rt->sock, &cache);
+	if (ret < 0) {
+		sp_diag_error(diag, "ipvs: reading addresses: %s", nl_geterror(ret));
+		return -1;
+	}
+	for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
+		struct rtnl_addr *a = (struct rtnl_addr *)o;
+		struct sp_addr sa;
+
+		if (rtnl_addr_get_ifindex(a) == skip ||
+		    !from_nl_addr(rtnl_addr_get_local(a), &sa) || !nodeport_candidate(&sa))
+			continue;
+		*(struct sp_addr *)sp_array_push(out, n, &cap, sizeof(sa)) = sa;
 	}
 	nl_cache_free(cache);
 	return 0;

@@ -21,6 +21,8 @@ struct lower_ctx {
 	uint32_t mark; /* the masquerade mark bit */
 	struct hairpin *hairpins;
 	size_t n_hairpins, cap_hairpins;
+	struct sp_addr *nodeport_addrs; /* sorted, unique */
+	size_t n_nodeport_addrs;
 };
 
 static const char *kind_name(enum sp_ipvs_vs_kind k)
@@ -317,8 +319,6 @@ static void lower_external(struct lower_ctx *c, const struct sp_plan_svcport *sp
 
 static void lower_svcport(struct lower_ctx *c, const struct sp_plan_svcport *sp)
 {
-	const struct sp_plan *plan = c->plan;
-
 	if (sp->cluster_ip.family) {
 		struct sp_ipvs_service *svc = add_vs(c, sp, SP_IPVS_VS_CLUSTER_IP, &sp->cluster_ip,
 						     sp->port, sp_plan_internal_eps(sp));
@@ -330,10 +330,10 @@ static void lower_svcport(struct lower_ctx *c, const struct sp_plan_svcport *sp)
 	if (!sp_plan_externally_accessible(sp))
 		return;
 	if (sp->node_port)
-		for (size_t i = 0; i < plan->n_nodeport_addrs; i++)
-			if (plan->nodeport_addrs[i].family == sp->family)
-				lower_external(c, sp, SP_IPVS_VS_NODE_PORT,
-					       &plan->nodeport_addrs[i], sp->node_port);
+		for (size_t i = 0; i < c->n_nodeport_addrs; i++)
+			if (c->nodeport_addrs[i].family == sp->family)
+				lower_external(c, sp, SP_IPVS_VS_NODE_PORT, &c->nodeport_addrs[i],
+					       sp->node_port);
 	for (size_t i = 0; i < sp->n_external_ips; i++)
 		lower_external(c, sp, SP_IPVS_VS_EXTERNAL_IP, &sp->external_ips[i], sp->port);
 	for (size_t i = 0; i < sp->n_lb_ips; i++)
@@ -372,11 +372,45 @@ static int drop_conflicts(struct lower_ctx *c)
 	return ret;
 }
 
+static int addr_qcmp(const void *a, const void *b)
+{
+	return sp_addr_cmp(a, b);
+}
+
+/* The plan's node-port addresses, plus every local address when node ports
+ * listen on all of them. */
+static void collect_nodeport_addrs(struct lower_ctx *c, const struct sp_addr *local,
+				   size_t n_local)
+{
+	const struct sp_plan *plan = c->plan;
+	size_t n = 0, total = plan->n_nodeport_addrs + (plan->nodeport_all_local ? n_local : 0);
+	struct sp_addr *v = sp_xcalloc(total ? total : 1, sizeof(*v));
+
+	for (size_t i = 0; i < plan->n_nodeport_addrs; i++)
+		v[n++] = plan->nodeport_addrs[i];
+	for (size_t i = 0; plan->nodeport_all_local && i < n_local; i++)
+		v[n++] = local[i];
+	if (n)
+		qsort(v, n, sizeof(*v), addr_qcmp);
+	c->n_nodeport_addrs = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!c->n_nodeport_addrs || !sp_addr_equal(&v[c->n_nodeport_addrs - 1], &v[i]))
+			v[c->n_nodeport_addrs++] = v[i];
+	c->nodeport_addrs = v;
+}
+
 int sp_ipvs_lower(const struct sp_plan *plan, struct sp_ipvs_state *st, struct sp_diag *diag)
+{
+	return sp_ipvs_lower_local(plan, NULL, 0, st, diag);
+}
+
+int sp_ipvs_lower_local(const struct sp_plan *plan, const struct sp_addr *local, size_t n_local,
+			struct sp_ipvs_state *st, struct sp_diag *diag)
 {
 	struct lower_ctx c = {.plan = plan, .st = st, .diag = diag};
 
 	c.mark = plan->masquerade_mark ? plan->masquerade_mark : 0x4000;
+	collect_nodeport_addrs(&c, local, n_local);
 	for (size_t i = plan->n_node_ips; i-- > 0;)
 		st->route_src[plan->node_ips[i].family == AF_INET6] = plan->node_ips[i];
 	add_static_rules(&c);
@@ -384,6 +418,7 @@ int sp_ipvs_lower(const struct sp_plan *plan, struct sp_ipvs_state *st, struct s
 		lower_svcport(&c, &plan->svcports[i]);
 	add_hairpin_rules(&c);
 	add_masquerade_tail(&c);
+	free(c.nodeport_addrs);
 	sp_ipvs_state_sort(st);
 	return drop_conflicts(&c);
 }

@@ -490,6 +490,21 @@ static int apply_changes(struct sp_backend *be, const struct sp_ipvs_state *want
 	return ret;
 }
 
+/* The plan lowered with this node's local addresses (node ports). */
+static int lower_here(struct sp_backend *be, const struct sp_plan *plan, struct sp_ipvs_state *st,
+		      struct sp_diag *diag)
+{
+	struct sp_addr *local = NULL;
+	size_t n_local = 0;
+	int ret;
+
+	if (plan->nodeport_all_local && sp_ipvs_local_addrs(be->rt, &local, &n_local, diag) < 0)
+		return -1;
+	ret = sp_ipvs_lower_local(plan, local, n_local, st, diag);
+	free(local);
+	return ret;
+}
+
 /* ---- helper rules ----------------------------------------------------- */
 
 static const struct sp_iptc_owner helper_owner = {.names = sp_ipvs_owned_chains};
@@ -584,7 +599,11 @@ static int ipvs_sync(struct sp_backend *be, const struct sp_plan *plan, bool ful
 
 	(void)full; /* IPVS has no change notifications: always read back */
 	sp_ipvs_state_init(&want);
-	ret = sp_ipvs_lower(plan, &want, diag);
+	ret = lower_here(be, plan, &want, diag);
+	if (ret < 0) {
+		sp_ipvs_state_free(&want);
+		return -1;
+	}
 	if (sp_ipvs_sysctls_apply(plan->ipvs_strict_arp || be->strict_arp, diag) < 0)
 		ret = 1;
 	if (read_actual(be, &act, &want, diag) < 0) {
@@ -705,8 +724,9 @@ static int ipvs_diff(struct sp_backend *be, const struct sp_plan *plan, struct s
 	int helper;
 
 	sp_ipvs_state_init(&want);
-	sp_ipvs_lower(plan, &want, diag);
-	if (read_actual(be, &act, &want, diag) < 0) {
+	sp_ipvs_state_init(&act.all);
+	sp_ipvs_state_init(&act.owned);
+	if (lower_here(be, plan, &want, diag) < 0 || read_actual(be, &act, &want, diag) < 0) {
 		actual_free(&act);
 		sp_ipvs_state_free(&want);
 		return -1;

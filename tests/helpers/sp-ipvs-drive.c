@@ -4,7 +4,8 @@
  * (so that the lab tests do not depend on modules in progress elsewhere).
  *
  *   sp-ipvs-drive [options] plan|json|sync|diff|cleanup|state SOURCE...
- *   --node NAME --node-ip IP --cluster-cidr CIDR --scheduler NAME
+ *   --node NAME --node-ip IP --cluster-cidr CIDR --nodeport-addresses CIDR
+ *   --scheduler NAME
  *   --whole-address --graceful-ms N --strict-arp --masquerade-all
  *
  * Exit: 0 done, 1 done with something refused (diagnostics on stderr), 2
@@ -38,7 +39,7 @@ static void add_addr(struct sp_config *cfg, const char *text)
 	cfg->node_ips[cfg->n_node_ips++] = a;
 }
 
-static void add_cidr(struct sp_config *cfg, const char *text)
+static void add_cidr(struct sp_cidr **v, size_t *n, const char *text)
 {
 	struct sp_cidr c;
 
@@ -46,9 +47,8 @@ static void add_cidr(struct sp_config *cfg, const char *text)
 		fprintf(stderr, "sp-ipvs-drive: bad CIDR %s\n", text);
 		exit(2);
 	}
-	cfg->cluster_cidrs =
-		sp_xrealloc(cfg->cluster_cidrs, (cfg->n_cluster_cidrs + 1) * sizeof(c));
-	cfg->cluster_cidrs[cfg->n_cluster_cidrs++] = c;
+	*v = sp_xrealloc(*v, (*n + 1) * sizeof(c));
+	(*v)[(*n)++] = c;
 }
 
 static int parse_options(struct sp_config *cfg, int argc, char **argv)
@@ -75,7 +75,10 @@ static int parse_options(struct sp_config *cfg, int argc, char **argv)
 			add_addr(cfg, val);
 			i++;
 		} else if (strcmp(opt, "--cluster-cidr") == 0) {
-			add_cidr(cfg, val);
+			add_cidr(&cfg->cluster_cidrs, &cfg->n_cluster_cidrs, val);
+			i++;
+		} else if (strcmp(opt, "--nodeport-addresses") == 0) {
+			add_cidr(&cfg->nodeport_cidrs, &cfg->n_nodeport_cidrs, val);
 			i++;
 		} else if (strcmp(opt, "--scheduler") == 0) {
 			free(cfg->ipvs_scheduler);

@@ -151,7 +151,10 @@ write_cluster() { # write_cluster FILE [variant]
 write_cluster "$work/base.json" base
 write_cluster "$work/changed.json" changed
 
-OPTS="--node node-a --cluster-cidr 10.244.0.0/16 --graceful-ms 60000"
+# Node ports on the node network only (all local addresses, the default, is
+# covered by scenarios-ipvs.sh), so that the plan printed without a kernel
+# is exactly what the kernel must hold.
+OPTS="--node node-a --cluster-cidr 10.244.0.0/16 --nodeport-addresses 192.168.0.0/24 --graceful-ms 60000"
 agent() { nsx $N "$drive" $OPTS "$@"; }
 
 planned_ipvs() { # the ipvsadm-save lines of the plan, sorted
@@ -245,25 +248,30 @@ case "$got" in "r1 r1 r1 r1 r1 r1" | "r2 r2 r2 r2 r2 r2") ;; *) sp_fail "sh: $go
 sp_ok "sh keeps one client on one real server"
 
 # wlc: hold one connection open; new ones go to the other (idle) server.
-(echo hold; sleep 6) | nsx $P1 timeout 8 socat -T7 - TCP:10.96.0.19:9090 >"$work/held" 2>/dev/null &
+# until_file waits for a file the test creates: no timing assumptions.
+until_file() { while [ ! -e "$1" ]; do sleep 0.1; done; }
+(echo hold; until_file "$work/release") |
+	nsx $P1 timeout 60 socat -T60 - TCP:10.96.0.19:9090 >"$work/held" 2>/dev/null &
 held=$!
-for i in $(seq 30); do [ -s "$work/held" ] && break; sleep 0.1; done
+for i in $(seq 100); do [ -s "$work/held" ] && break; sleep 0.1; done
 busy=$(head -n1 "$work/held")
 [ -n "$busy" ] || sp_fail "wlc: held connection got no answer"
 for i in 1 2 3 4; do
-	other=$(echo x | nsx $P2 timeout 3 socat -T1 - TCP:10.96.0.19:9090 2>/dev/null | head -n1)
+	other=$(echo x | nsx $P2 timeout 10 socat -T5 - TCP:10.96.0.19:9090 2>/dev/null | head -n1)
+	[ -n "$other" ] || sp_fail "wlc: no answer"
 	[ -n "$other" ] && [ "$other" != "$busy" ] ||
-		sp_fail "wlc sent a new connection to the busy server $busy"
+		{ nsx $N ipvsadm -Ln -t 10.96.0.19:9090 >&2; sp_fail "wlc sent a new connection to the busy server $busy"; }
 done
+touch "$work/release"
 wait $held
 sp_ok "wlc prefers the idle real server"
 
 # ---- graceful removal, changes -----------------------------------------
 # A long connection to grace's only endpoint r1 ...
-(echo one; sleep 4; echo two; sleep 1) |
-	nsx $P1 timeout 10 socat -T8 - TCP:10.96.0.21:9090 >"$work/long" 2>/dev/null &
+(echo one; until_file "$work/go"; echo two; sleep 1) |
+	nsx $P1 timeout 60 socat -T60 - TCP:10.96.0.21:9090 >"$work/long" 2>/dev/null &
 long=$!
-for i in $(seq 30); do grep -q one "$work/long" && break; sleep 0.1; done
+for i in $(seq 100); do grep -q one "$work/long" && break; sleep 0.1; done
 grep -q '^r1$' "$work/long" || sp_fail "graceful: long connection did not reach r1"
 # ... survives r1 leaving (r2 replaces it; web goes; more arrives).
 agent sync "$work/changed.json" 2>/dev/null
@@ -273,6 +281,7 @@ grep -q '10.244.1.21:9090 *Masq *0 *1' "$work/grace" ||
 grep -q '10.244.1.22:9090 *Masq *1 ' "$work/grace" || sp_fail "graceful: r2 not added"
 [ "$(echo x | nsx $P2 timeout 3 socat -T1 - TCP:10.96.0.21:9090 2>/dev/null | head -n1)" = r2 ] ||
 	sp_fail "graceful: a new connection went to the draining server"
+touch "$work/go"
 wait $long
 grep -q '^two$' "$work/long" || sp_fail "graceful: the open connection broke when r1 left"
 sp_ok "graceful removal: weight 0, open connection kept alive, new ones go elsewhere"

@@ -90,7 +90,7 @@ done
 
 # The module list: everything the tests use; missing ones are skipped so that
 # the same script works on kernels that built a feature in.
-modules="ipv6 dummy veth bridge
+modules="ipv6 dummy veth bridge br_netfilter
 nf_conntrack nf_conntrack_netlink nf_nat nf_defrag_ipv4
 ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_sh ip_vs_dh ip_vs_sed ip_vs_nq ip_vs_mh
 ip_vs_fo ip_vs_ovf ip_vs_lblc ip_vs_lblcr
