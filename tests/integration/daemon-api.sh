@@ -133,6 +133,29 @@ ctl /apply "$(slice lb 10.244.1.6 node-a)"
 wait_for 10 sh -c "[ \"\$(ip netns exec $ns curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:31999/)\" = 200 ]" ||
 	fail "health check port did not come back"
 
+# A burst of 50 endpoint changes is coalesced into a few syncs and ends in
+# the last state.
+syncs_before=$(metric kubeproxy_sync_partial_proxy_rules_duration_seconds_count)
+changes_before=$(metric kubeproxy_sync_proxy_rules_endpoint_changes_total)
+{
+	printf '{"kind":"List","apiVersion":"v1","items":['
+	for i in $(seq 1 50); do
+		[ "$i" = 1 ] || printf ','
+		slice web "10.244.3.$i" node-a
+	done
+	printf ']}'
+} >burst.json
+in_ns curl -sf -X POST --data-binary @burst.json http://127.0.0.1:6444/apply >/dev/null
+wait_for 10 has "default/web:http 10.96.0.10:80 hc=0 eps=10.244.3.50:8080" ||
+	fail "burst: last state not programmed"
+changes=$(($(metric kubeproxy_sync_proxy_rules_endpoint_changes_total) - changes_before))
+syncs=$(($(metric kubeproxy_sync_partial_proxy_rules_duration_seconds_count) - syncs_before))
+echo "burst: $changes endpoint changes, $syncs partial syncs"
+[ "$changes" -ge 50 ] || fail "burst: $changes endpoint changes counted, 50 made"
+[ "$syncs" -le 10 ] || fail "burst: $syncs syncs for one burst, changes not coalesced"
+ctl /apply "$(slice web 10.244.1.5 node-a)"
+wait_for 10 has "default/web:http 10.96.0.10:80 hc=0 eps=10.244.1.5:8080" || fail "after burst"
+
 # A Service of another proxy is not ours (the server filters by selector).
 ctl /apply "$(labels=',"labels":{"service.kubernetes.io/service-proxy-name":"other"}' svc other 10.96.0.40)"
 
