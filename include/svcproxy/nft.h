@@ -151,6 +151,17 @@ struct sp_nft_table *sp_nft_table_find(const struct sp_nft_ruleset *rs, int fami
 struct sp_nft_chain *sp_nft_chain_find(const struct sp_nft_table *t, const char *name);
 struct sp_nft_set *sp_nft_set_find(const struct sp_nft_table *t, const char *name);
 
+/* Chains by name in O(log n): tables hold tens of thousands of chains. The
+ * index points into the table, which must not grow while it is used. */
+struct sp_nft_chain_index {
+	struct sp_nft_chain **sorted;
+	size_t n;
+};
+
+void sp_nft_chain_index_build(struct sp_nft_chain_index *ix, const struct sp_nft_table *t);
+struct sp_nft_chain *sp_nft_chain_index_find(const struct sp_nft_chain_index *ix, const char *name);
+void sp_nft_chain_index_free(struct sp_nft_chain_index *ix);
+
 bool sp_nft_stmt_equal(const struct sp_nft_stmt *a, const struct sp_nft_stmt *b);
 bool sp_nft_rule_equal(const struct sp_nft_rule *a, const struct sp_nft_rule *b);
 /* Same base properties and same rules in the same order. */

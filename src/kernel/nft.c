@@ -701,7 +701,9 @@ struct dump_ctx {
 	struct sp_nft_table *t;
 	int family;
 	bool found;
-	struct sp_nft_set *set; /* element dumps */
+	struct sp_nft_set *set;		  /* element dumps */
+	struct sp_nft_chain_index chains; /* rule dumps */
+	struct sp_nft_chain *last;	  /* rules come chain by chain */
 };
 
 static int table_cb(const struct nlmsghdr *nlh, void *data)
@@ -759,7 +761,10 @@ static int rule_cb(const struct nlmsghdr *nlh, void *data)
 		nftnl_rule_free(r);
 		return MNL_CB_OK;
 	}
-	c = sp_nft_chain_find(x->t, nftnl_rule_get_str(r, NFTNL_RULE_CHAIN));
+	c = x->last;
+	if (!c || strcmp(c->name, nftnl_rule_get_str(r, NFTNL_RULE_CHAIN)))
+		c = x->last = sp_nft_chain_index_find(&x->chains,
+						      nftnl_rule_get_str(r, NFTNL_RULE_CHAIN));
 	if (c) {
 		ir = sp_nft_rule_add(c);
 		ir->foreign = signature_of(r);
@@ -865,7 +870,7 @@ static int elem_cb(const struct nlmsghdr *nlh, void *data)
 }
 
 static int dump(struct sp_nl *nl, uint16_t type, int family, const char *table, const char *set,
-		mnl_cb_t cb, struct dump_ctx *x, struct sp_diag *diag)
+		const char *chain, mnl_cb_t cb, struct dump_ctx *x, struct sp_diag *diag)
 {
 	char buf[MNL_SOCKET_BUFFER_SIZE];
 	struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(buf, type, (uint16_t)sp_nft_nfproto(family),
@@ -888,6 +893,8 @@ static int dump(struct sp_nl *nl, uint16_t type, int family, const char *table, 
 		if (!r)
 			abort();
 		nftnl_rule_set_str(r, NFTNL_RULE_TABLE, table);
+		if (chain)
+			nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain);
 		nftnl_rule_nlmsg_build_payload(nlh, r);
 		nftnl_rule_free(r);
 	} else if (type == NFT_MSG_GETSET) {
@@ -900,7 +907,12 @@ static int dump(struct sp_nl *nl, uint16_t type, int family, const char *table, 
 		nftnl_set_free(ns);
 	}
 	what = sp_xasprintf("nftables: reading %s %s%s%s", sp_nft_family_name(family), table,
-			    set ? " map " : "", set ? set : "");
+			    set	    ? " map "
+			    : chain ? " chain "
+				    : "",
+			    set	    ? set
+			    : chain ? chain
+				    : "");
 	ret = sp_nl_talk(nl, nlh, cb, x, what, diag);
 	free(what);
 	return ret;
@@ -912,22 +924,31 @@ static int read_once(struct sp_nl *nl, int family, const char *name, struct sp_n
 	struct dump_ctx x = {.t = out, .family = family};
 	int ret;
 
-	ret = dump(nl, NFT_MSG_GETTABLE, family, name, NULL, table_cb, &x, diag);
+	ret = dump(nl, NFT_MSG_GETTABLE, family, name, NULL, NULL, table_cb, &x, diag);
 	if (ret)
 		return ret;
 	*found = x.found;
 	if (!x.found)
 		return 0;
-	ret = dump(nl, NFT_MSG_GETCHAIN, family, name, NULL, chain_cb, &x, diag);
+	ret = dump(nl, NFT_MSG_GETCHAIN, family, name, NULL, NULL, chain_cb, &x, diag);
+	/* One dump per chain: the kernel resumes a table-wide rule dump by
+	 * walking past every rule already sent, which is quadratic in the
+	 * table's size (seconds at 10,000 Services); a chain's dump is cheap. */
+	sp_nft_chain_index_build(&x.chains, out);
+	for (size_t i = 0; !ret && i < out->n_chains; i++) {
+		x.last = &out->chains[i];
+		ret = dump(nl, NFT_MSG_GETRULE, family, name, NULL, out->chains[i].name, rule_cb,
+			   &x, diag);
+	}
+	sp_nft_chain_index_free(&x.chains);
 	if (!ret)
-		ret = dump(nl, NFT_MSG_GETRULE, family, name, NULL, rule_cb, &x, diag);
-	if (!ret)
-		ret = dump(nl, NFT_MSG_GETSET, family, name, NULL, set_cb, &x, diag);
+		ret = dump(nl, NFT_MSG_GETSET, family, name, NULL, NULL, set_cb, &x, diag);
 	for (size_t i = 0; !ret && i < out->n_sets; i++) {
 		if (out->sets[i].affinity)
 			continue; /* dynamic: its elements are the clients' */
 		x.set = &out->sets[i];
-		ret = dump(nl, NFT_MSG_GETSETELEM, family, name, x.set->name, elem_cb, &x, diag);
+		ret = dump(nl, NFT_MSG_GETSETELEM, family, name, x.set->name, NULL, elem_cb, &x,
+			   diag);
 		sp_nft_set_sort(x.set, NULL);
 	}
 	return ret;

@@ -143,6 +143,45 @@ struct sp_nft_set *sp_nft_set_find(const struct sp_nft_table *t, const char *nam
 	return NULL;
 }
 
+static int chain_ptr_cmp(const void *a, const void *b)
+{
+	return strcmp((*(struct sp_nft_chain *const *)a)->name,
+		      (*(struct sp_nft_chain *const *)b)->name);
+}
+
+void sp_nft_chain_index_build(struct sp_nft_chain_index *ix, const struct sp_nft_table *t)
+{
+	ix->n = t->n_chains;
+	ix->sorted = sp_xcalloc(ix->n + 1, sizeof(*ix->sorted));
+	for (size_t i = 0; i < ix->n; i++)
+		ix->sorted[i] = &t->chains[i];
+	qsort(ix->sorted, ix->n, sizeof(*ix->sorted), chain_ptr_cmp);
+}
+
+struct sp_nft_chain *sp_nft_chain_index_find(const struct sp_nft_chain_index *ix, const char *name)
+{
+	size_t lo = 0, hi = ix->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int r = strcmp(ix->sorted[mid]->name, name);
+
+		if (!r)
+			return ix->sorted[mid];
+		if (r < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+void sp_nft_chain_index_free(struct sp_nft_chain_index *ix)
+{
+	free(ix->sorted);
+	memset(ix, 0, sizeof(*ix));
+}
+
 static bool addr_same(const struct sp_addr *a, const struct sp_addr *b)
 {
 	if (a->family != b->family)

@@ -248,6 +248,7 @@ static void diff_table(struct plan_ops *p, const struct sp_nft_table *want,
 {
 	const char **changed = NULL;
 	size_t n_changed = 0, cap_changed = 0;
+	struct sp_nft_chain_index want_ix, have_ix;
 
 	if (!sets_compatible(want, have)) {
 		push(p, PH_TABLE, (struct op){.kind = OP_DEL_TABLE, .t = have});
@@ -271,9 +272,11 @@ static void diff_table(struct plan_ops *p, const struct sp_nft_table *want,
 			diff_elems(p, want, s, h);
 		}
 	}
+	sp_nft_chain_index_build(&want_ix, want);
+	sp_nft_chain_index_build(&have_ix, have);
 	for (size_t i = 0; i < want->n_chains; i++) {
 		const struct sp_nft_chain *c = &want->chains[i];
-		const struct sp_nft_chain *h = sp_nft_chain_find(have, c->name);
+		const struct sp_nft_chain *h = sp_nft_chain_index_find(&have_ix, c->name);
 
 		p->rules_total += c->n_rules;
 		if (h && chain_same(want->family, c, h)) {
@@ -306,7 +309,7 @@ static void diff_table(struct plan_ops *p, const struct sp_nft_table *want,
 	for (size_t i = 0; i < have->n_chains; i++) {
 		const struct sp_nft_chain *h = &have->chains[i];
 
-		if (sp_nft_chain_find(want, h->name))
+		if (sp_nft_chain_index_find(&want_ix, h->name))
 			continue;
 		push(p, PH_FLUSH, (struct op){.kind = OP_FLUSH_CHAIN, .t = have, .c = h});
 		push(p, PH_DEL_CHAINS, (struct op){.kind = OP_DEL_CHAIN, .t = have, .c = h});
@@ -327,6 +330,8 @@ static void diff_table(struct plan_ops *p, const struct sp_nft_table *want,
 		    affinity_chains_changed(s, changed, n_changed))
 			push(p, PH_FLUSH, (struct op){.kind = OP_FLUSH_SET, .t = want, .s = s});
 	}
+	sp_nft_chain_index_free(&want_ix);
+	sp_nft_chain_index_free(&have_ix);
 	free(changed);
 }
 
@@ -682,7 +687,10 @@ static void print_kernel_table(struct sp_backend *be, const struct sp_nft_table 
 	const struct sp_nft_table *last =
 		be->have_last ? sp_nft_table_find(&be->last, t->family) : NULL;
 	const char *fam = sp_nft_family_name(t->family);
+	struct sp_nft_chain_index last_ix = {0};
 
+	if (last)
+		sp_nft_chain_index_build(&last_ix, last);
 	sp_buf_addf(out, "table %s %s {\n", fam, t->name);
 	for (size_t i = 0; i < t->n_sets; i++) {
 		if (i)
@@ -691,7 +699,8 @@ static void print_kernel_table(struct sp_backend *be, const struct sp_nft_table 
 	}
 	for (size_t i = 0; i < t->n_chains; i++) {
 		const struct sp_nft_chain *c = &t->chains[i];
-		const struct sp_nft_chain *lc = last ? sp_nft_chain_find(last, c->name) : NULL;
+		const struct sp_nft_chain *lc =
+			last ? sp_nft_chain_index_find(&last_ix, c->name) : NULL;
 		bool known = lc && chain_same(t->family, lc, c);
 
 		sp_buf_addf(out, "\n\tchain %s {\n", c->name);
@@ -711,6 +720,7 @@ static void print_kernel_table(struct sp_backend *be, const struct sp_nft_table 
 		sp_buf_add(out, "\t}\n");
 	}
 	sp_buf_add(out, "}\n");
+	sp_nft_chain_index_free(&last_ix);
 }
 
 static int nft_print_state(struct sp_backend *be, struct sp_buf *out, struct sp_diag *diag)
