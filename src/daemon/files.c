@@ -12,10 +12,12 @@
 #include <unistd.h>
 
 /* Not IN_MODIFY: a writer's intermediate states are not worth reading, the
- * close (or the rename into place) tells that it is done. */
+ * close (or the rename into place) tells that it is done. IN_CREATE only
+ * counts for symbolic links (a ConfigMap volume's new key), which get no
+ * other event; a new regular file is read when it is closed. */
 #define SP_DFILES_MASK                                                                             \
 	(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ATTRIB | IN_DELETE_SELF |   \
-	 IN_MOVE_SELF)
+	 IN_MOVE_SELF | IN_CREATE)
 
 struct sp_dfile {
 	char *path;
@@ -57,13 +59,27 @@ int sp_dfiles_fd(const struct sp_dfiles *f)
 	return f->ifd;
 }
 
+/* Watch (again) the source's directory. The same directory keeps its watch
+ * descriptor; only a directory that was replaced gets a new one, and only
+ * then is the old one dropped: removing a watch queues IN_IGNORED, which
+ * must not look like a reason to watch again (that loop would spin). */
 static void add_watch(struct sp_dfiles *f, struct sp_dsrc *s, struct sp_diag *diag)
 {
-	if (s->wd >= 0)
-		inotify_rm_watch(f->ifd, s->wd);
-	s->wd = inotify_add_watch(f->ifd, s->watch_dir, SP_DFILES_MASK);
-	if (s->wd < 0)
+	int wd = inotify_add_watch(f->ifd, s->watch_dir, SP_DFILES_MASK);
+
+	if (wd < 0) {
 		sp_diag_error(diag, "%s: cannot watch: %s", s->watch_dir, strerror(errno));
+		return;
+	}
+	if (s->wd >= 0 && s->wd != wd) {
+		bool shared = false;
+
+		for (size_t i = 0; i < f->n_srcs; i++)
+			shared |= &f->srcs[i] != s && f->srcs[i].wd == s->wd;
+		if (!shared)
+			inotify_rm_watch(f->ifd, s->wd);
+	}
+	s->wd = wd;
 }
 
 struct sp_dfiles *sp_dfiles_open(const char *const *paths, size_t n,
@@ -358,6 +374,20 @@ static bool drop_unseen(struct sp_dfiles *f, struct sp_dchanges *ch)
 	return changed;
 }
 
+static bool created_link(const char *dir, const struct inotify_event *ev)
+{
+	struct stat st;
+	char *path;
+	bool link;
+
+	if (!ev->len)
+		return false;
+	path = sp_xasprintf("%s/%s", dir, ev->name);
+	link = lstat(path, &st) == 0 && S_ISLNK(st.st_mode);
+	free(path);
+	return link;
+}
+
 static void drain(struct sp_dfiles *f, bool *rewatch)
 {
 	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
@@ -370,10 +400,21 @@ static void drain(struct sp_dfiles *f, bool *rewatch)
 		for (char *p = buf; p < buf + len;) {
 			const struct inotify_event *ev = (const struct inotify_event *)p;
 
-			for (size_t i = 0; i < f->n_srcs; i++)
-				if (f->srcs[i].wd == ev->wd)
+			bool current = false;
+
+			for (size_t i = 0; i < f->n_srcs; i++) {
+				if (f->srcs[i].wd != ev->wd)
+					continue;
+				current = true;
+				if (!(ev->mask & IN_CREATE) ||
+				    created_link(f->srcs[i].watch_dir, ev))
 					f->srcs[i].touched = true;
-			if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_Q_OVERFLOW))
+			}
+			/* The watched directory itself went away or moved:
+			 * watch whatever is at its path now. */
+			if ((current &&
+			     (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED))) ||
+			    (ev->mask & IN_Q_OVERFLOW))
 				*rewatch = true;
 			p += sizeof(*ev) + ev->len;
 		}

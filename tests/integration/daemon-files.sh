@@ -89,6 +89,14 @@ grep -q CapEff "/proc/$(pgrep -f "sp-daemon-run --proxy-mode $MODE --config $tmp
 	[ "$(awk '/CapEff/ {print $2}' "/proc/$(pgrep -f "sp-daemon-run --proxy-mode $MODE --config $tmp" | head -1)/status")" = "$capeff" ] ||
 	fail "daemon runs with more capabilities than $caps"
 
+# Idle means idle: a loop that keeps waking (it once re-armed its own
+# inotify watch forever) burns a core; allow a tenth of the wait.
+cpu0=$(metric process_cpu_seconds_total)
+sleep 2
+cpu1=$(metric process_cpu_seconds_total)
+python3 -c "import sys; sys.exit(0 if $cpu1 - $cpu0 < 0.2 else 1)" ||
+	fail "idle daemon used $cpu0 -> $cpu1 s of CPU in 2 s"
+
 out=$(sp_connect pc tcp 10.96.0.10 80 --count 6)
 sp_expect "ClusterIP programmed by the daemon" "$out" "pa"
 [ "$SP_FAILED" = 0 ] || fail "first sync: $out"

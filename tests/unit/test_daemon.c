@@ -534,26 +534,12 @@ static int reload_cfg(struct sp_config *cfg, void *arg, struct sp_diag *diag)
 	return 0;
 }
 
-START_TEST(loop_with_fake_backend)
+/* Fork the daemon on the source dir with the fake backend; its sync lines
+ * come on fds[0]. */
+static pid_t start_daemon(const char *dir, int *ports, int fds[2], const char *fail_file)
 {
-	char dir[] = "/tmp/sp-daemon-XXXXXX";
-	int fds[2], ports[3], status;
-	struct sp_buf body;
-	char *text, *fail_file, *stall, *fast;
-	pid_t pid;
+	pid_t pid = fork();
 
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	ck_assert_int_eq(pipe(fds), 0);
-	ports[0] = free_port();
-	ports[1] = free_port();
-	ports[2] = free_port();
-	fail_file = sp_xasprintf("%s/FAIL", dir);
-	fast = sp_xasprintf("%s/FAST", dir);
-	fast_file = fast;
-	text = service_json("web", "10.96.0.10", 0, "node-a");
-	put_file(dir, "web.json", text);
-	free(text);
-	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		struct sp_config cfg;
@@ -582,6 +568,29 @@ START_TEST(loop_with_fake_backend)
 		sp_config_free(&cfg);
 		_exit(r);
 	}
+	return pid;
+}
+
+START_TEST(loop_with_fake_backend)
+{
+	char dir[] = "/tmp/sp-daemon-XXXXXX";
+	int fds[2], ports[3], status;
+	struct sp_buf body;
+	char *text, *fail_file, *stall, *fast;
+	pid_t pid;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	ck_assert_int_eq(pipe(fds), 0);
+	ports[0] = free_port();
+	ports[1] = free_port();
+	ports[2] = free_port();
+	fail_file = sp_xasprintf("%s/FAIL", dir);
+	fast = sp_xasprintf("%s/FAST", dir);
+	fast_file = fast;
+	text = service_json("web", "10.96.0.10", 0, "node-a");
+	put_file(dir, "web.json", text);
+	free(text);
+	pid = start_daemon(dir, ports, fds, fail_file);
 	close(fds[1]);
 	sp_buf_init(&body);
 
@@ -689,6 +698,70 @@ START_TEST(loop_with_fake_backend)
 }
 END_TEST
 
+/* Run a shell command built by the caller; frees it. */
+static void sh_run(char *cmd)
+{
+	ck_assert_int_eq(system(cmd), 0);
+	free(cmd);
+}
+
+/* A ConfigMap volume as the kubelet writes it: files are symlinks through
+ * ..data to a timestamped directory, and an update renames a new ..data
+ * into place, then adds the links of new keys. */
+START_TEST(configmap_volume)
+{
+	char dir[] = "/tmp/sp-daemon-cm-XXXXXX";
+	int fds[2], ports[3], status;
+	char *text, *fail_file, *path;
+	pid_t pid;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	ck_assert_int_eq(pipe(fds), 0);
+	for (int i = 0; i < 3; i++)
+		ports[i] = free_port();
+	fail_file = sp_xasprintf("%s/..FAIL", dir);
+	fast_file = NULL;
+	sh_run(sp_xasprintf("mkdir %s/..2026_1 && ln -s ..2026_1 %s/..data && ln -s "
+			    "..data/web.json %s/web.json",
+			    dir, dir, dir));
+	text = service_json("web", "10.96.0.10", 0, "node-a");
+	path = sp_xasprintf("%s/..2026_1", dir);
+	put_file(path, "web.json", text);
+	free(path);
+	free(text);
+	pid = start_daemon(dir, ports, fds, fail_file);
+	close(fds[1]);
+	expect_sync(fds[0], "sync full=1 svcports=1 result=ok");
+
+	/* The update: a new timestamped directory with both keys, ..data
+	 * swapped by rename, then the new key's link. */
+	sh_run(sp_xasprintf("mkdir %s/..2026_2", dir));
+	path = sp_xasprintf("%s/..2026_2", dir);
+	text = service_json("web", "10.96.0.10", 0, "node-a");
+	put_file(path, "web.json", text);
+	free(text);
+	text = service_json("api", "10.96.0.11", 0, "node-a");
+	put_file(path, "api.json", text);
+	free(text);
+	free(path);
+	sh_run(sp_xasprintf("ln -s ..2026_2 %s/..data_tmp && mv -T %s/..data_tmp %s/..data && "
+			    "rm -rf %s/..2026_1",
+			    dir, dir, dir, dir));
+	/* web.json's content did not change: nothing to program yet. */
+	expect_no_sync(fds[0], 700);
+	/* The new key's link gets only IN_CREATE. */
+	sh_run(sp_xasprintf("ln -s ..data/api.json %s/api.json", dir));
+	expect_sync(fds[0], "sync full=0 svcports=2 result=ok");
+
+	kill(pid, SIGTERM);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(fds[0]);
+	sh_run(sp_xasprintf("rm -rf %s", dir));
+	free(fail_file);
+}
+END_TEST
+
 static Suite *daemon_suite(void)
 {
 	Suite *s = suite_create("daemon");
@@ -703,6 +776,7 @@ static Suite *daemon_suite(void)
 	tcase_add_test(pure, journald_lines);
 	tcase_add_test(pure, bind_addresses);
 	tcase_add_test(loop, loop_with_fake_backend);
+	tcase_add_test(loop, configmap_volume);
 	tcase_set_timeout(loop, 60);
 	suite_add_tcase(s, pure);
 	suite_add_tcase(s, loop);
