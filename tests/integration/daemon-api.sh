@@ -90,6 +90,14 @@ wait_for 15 has "default/web:http 10.96.0.10:80 hc=0 eps=10.244.1.5:8080" ||
 	fail "initial list not programmed"
 has "default/lb:http 10.96.0.20:80 hc=31999" || fail "LB service missing"
 
+# Idle means idle while three watches stay open (libcurl's timers and
+# sockets in the loop must not keep it awake).
+cpu0=$(metric process_cpu_seconds_total)
+sleep 2
+cpu1=$(metric process_cpu_seconds_total)
+python3 -c "import sys; sys.exit(0 if $cpu1 - $cpu0 < 0.2 else 1)" ||
+	fail "idle daemon used $cpu0 -> $cpu1 s of CPU in 2 s"
+
 # kube-proxy's selectors went to the server.
 stat_of 's["selectors"]' | grep -q '!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless' ||
 	fail "label selector not sent"
