@@ -231,16 +231,6 @@ static void publish_plan(struct sp_daemon *d, const struct sp_plan *plan)
 	}
 	sh->m.services = services;
 	sh->m.svcports = plan->n_svcports;
-	free(sh->rules_text);
-	{
-		struct sp_buf text;
-
-		sp_buf_init(&text);
-		if (d->ops->print_plan)
-			d->ops->print_plan(plan, &text);
-		sh->rules_text = sp_buf_steal(&text);
-		sp_buf_free(&text);
-	}
 }
 
 static int fill_model(struct sp_daemon *d, struct sp_cluster *c, struct sp_diag *diag)
@@ -274,6 +264,7 @@ static void do_sync(struct sp_daemon *d, bool full)
 	struct sp_diag diag;
 	struct sp_sync_stats stats = {0};
 	struct sp_ct_stats ct_stats = {0};
+	char *rules_text = NULL, *old_rules = NULL;
 	int64_t start = mono_now(), end, real;
 	double secs;
 	int r;
@@ -304,6 +295,17 @@ static void do_sync(struct sp_daemon *d, bool full)
 		sp_ct_tracker_sync(d->ct, &plan, &ct_stats, &diag);
 	sp_dlog_diag(&d->dedup_sync, &diag, NULL);
 
+	/* The plan's text for /rules, printed outside the lock: at 10,000
+	 * Services it takes a while, and /healthz must not wait for it. */
+	if (r >= 0 && d->ops->print_plan) {
+		struct sp_buf text;
+
+		sp_buf_init(&text);
+		d->ops->print_plan(&plan, &text);
+		rules_text = sp_buf_steal(&text);
+		sp_buf_free(&text);
+	}
+
 	pthread_mutex_lock(&d->sh.lock);
 	d->sh.m.conntrack_flushed_total += ct_stats.entries_deleted;
 	sp_dhist_observe(&d->sh.m.sync_duration, secs);
@@ -325,8 +327,11 @@ static void do_sync(struct sp_daemon *d, bool full)
 		for (size_t i = 0; i < d->n_triggers; i++)
 			sp_dhist_observe(&d->sh.m.netprog, max64(real - d->triggers[i], 0) / 1e9);
 		publish_plan(d, &plan);
+		old_rules = d->sh.rules_text;
+		d->sh.rules_text = rules_text;
 	}
 	pthread_mutex_unlock(&d->sh.lock);
+	free(old_rules);
 
 	if (r < 0) {
 		if (!d->failing)
