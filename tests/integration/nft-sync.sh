@@ -66,16 +66,16 @@ normalize() {
 	inblock { buf = buf "\001" $0; if ($0 == "\t}") { print buf; inblock = 0 }; next }
 	{ print "\002" $0 }' | LC_ALL=C sort -s -t "$(printf '\001')" -k1,1 | sed 's/^[^\x01]*\x01//; s/^\x02//' | tr '\001' '\n'
 }
-table_of() { sp_in "$1" nft list table ip svcproxy 2>/dev/null | normalize; }
-plan_table() { # what nft makes of the plan
+table_of() { sp_in "$1" nft list table "${2:-ip}" svcproxy 2>/dev/null | normalize; }
+plan_table() { # [FAMILY]: what nft makes of the plan
 	sp_in scratch nft flush ruleset
 	sp_in node1 "$SVCPROXY" plan $ARGS "$DIR" 2>/dev/null | sp_in scratch nft -f - || return 1
-	table_of scratch
+	table_of scratch "${1:-ip}"
 }
-expect_plan() { # DESC
+expect_plan() { # DESC [FAMILY]
 	local want have
-	want=$(plan_table)
-	have=$(table_of node1)
+	want=$(plan_table "${2:-}")
+	have=$(table_of node1 "${2:-}")
 	if [ -n "$want" ] && [ "$want" = "$have" ]; then
 		sp_ok "$1"
 	else
@@ -147,6 +147,18 @@ if sp_in node1 nft list chain ip svcproxy ext-default/s0/tcp/http >/dev/null 2>&
 fi
 run sync >/dev/null
 expect_plan "a chain deleted and a rule added by hand are repaired by the next sync"
+
+# ---- both families and every kind of Service port: what sync programs is
+# what nft makes of the printed plan, and it settles at once
+ARGS="--proxy-mode nftables --hostname-override node-1 --cluster-cidr 10.244.0.0/16,fd00:244::/40"
+cp "$top_srcdir/tests/data/nft/golden-cluster.json" "$DIR/cluster.json"
+run sync >/dev/null
+expect_plan "every kind of Service port, IPv4 table equals the plan" ip
+expect_plan "every kind of Service port, IPv6 table equals the plan" ip6
+again=$(run sync --stats | sent)
+[ "$again" = 0 ] && sp_ok "dual-stack: a second sync sends nothing" ||
+	sp_fail "dual-stack: a second sync sent ${again:-?} messages"
+ARGS="--proxy-mode nftables --hostname-override node-1 --cluster-cidr 10.128.0.0/9"
 
 # ---- cleanup removes our tables and nothing else
 sp_in node1 nft add table inet keepme
