@@ -44,6 +44,7 @@ struct sp_daemon {
 	struct sp_dshared sh;
 	struct sp_dhttp *http;
 	struct sp_dlog_dedup dedup_sync;
+	struct sp_dlog_dedup dedup_hc; /* health-check port binds */
 	bool stop;
 	bool dirty;	/* the stores changed since the last successful sync */
 	bool need_full; /* next sync reads the kernel back (first, reload, failure) */
@@ -257,6 +258,20 @@ static void notify_status(struct sp_daemon *d, const struct sp_plan *plan, bool 
 	free(status);
 }
 
+/* Health-check servers follow the published Local Services. A port another
+ * program holds is retried at every sync and reported once. */
+static void sync_hc_servers(struct sp_daemon *d)
+{
+	struct sp_diag diag;
+
+	if (!d->http)
+		return;
+	sp_diag_init(&diag);
+	sp_dhttp_sync_hc(d->http, &diag);
+	sp_dlog_diag(&d->dedup_hc, &diag, NULL);
+	sp_diag_free(&diag);
+}
+
 static void do_sync(struct sp_daemon *d, bool full)
 {
 	struct sp_cluster c;
@@ -365,8 +380,7 @@ static void do_sync(struct sp_daemon *d, bool full)
 		if (full)
 			d->last_full_ns = end;
 	}
-	if (d->http)
-		sp_dhttp_sync_hc(d->http, &diag);
+	sync_hc_servers(d);
 	sp_plan_free(&plan);
 	sp_dcluster_release(&c);
 	/* Decoding a large source leaves glibc's heap full of freed pages;
@@ -652,6 +666,7 @@ static void teardown(struct sp_daemon *d, const sigset_t *old_mask)
 	if (d->epfd >= 0)
 		close(d->epfd);
 	sp_dlog_dedup_free(&d->dedup_sync);
+	sp_dlog_dedup_free(&d->dedup_hc);
 	sp_dshared_free(&d->sh);
 	/* SIGTERM and SIGINT stay blocked: a second one (timeout(1) and
 	 * process-group kills deliver it twice) must not kill the process
