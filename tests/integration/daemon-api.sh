@@ -210,6 +210,13 @@ has "default/web:http" || fail "state lost after relist"
 
 grep -q "default/other" "$plan" && fail "service of another proxy programmed"
 
+# SIGHUP: the configuration is rebuilt and every resource listed again.
+lists=$(stat_of 's["lists"]["EndpointSlice"]')
+kill -HUP "$daemon_pid"
+relisted() { [ "$(stat_of 's["lists"]["EndpointSlice"]')" -gt "$lists" ]; }
+wait_for 10 relisted || fail "SIGHUP did not relist"
+has "default/web:http 10.96.0.10:80" || fail "state lost over SIGHUP"
+
 # Metrics: valid Prometheus text, counters moved.
 in_ns curl -sf http://127.0.0.1:10249/metrics >metrics.txt
 prom_valid metrics.txt || fail "/metrics is not Prometheus text"
