@@ -426,112 +426,153 @@ static void set_verdicts(const struct sp_plan_svcport *sp, const struct svcport_
 	}
 }
 
-static void lower_svcport(struct lower *l, const struct sp_plan_svcport *sp)
-{
+/* What kube-proxy decides once per service port. */
+struct svcport_ctx {
+	const struct sp_plan_svcport *sp;
 	struct svcport_names n;
-	bool has_eps = sp->has_any_endpoints;
-	bool ext_access = sp->node_port || sp->n_lb_ips || sp->n_external_ips;
-	bool has_internal = has_eps && (!sp->internal_policy_local || sp->local.n);
-	bool has_external = has_eps && (!sp->external_policy_local || sp->local.n);
-	bool uses_fw = has_eps && sp->n_lb_ips && sp->n_source_ranges;
-	const char *internal_chain, *lb_chain;
-	struct verdict vi, ve;
+	bool has_eps;	       /* usable endpoints anywhere */
+	bool has_internal;     /* internal traffic has endpoints under its policy */
+	bool has_external;     /* external traffic has endpoints under its policy */
+	bool uses_fw;	       /* loadBalancerSourceRanges apply */
+	struct verdict vi, ve; /* filter verdicts for unserved internal / external traffic */
+};
+
+static void capture_cluster_ip(struct lower *l, const struct svcport_ctx *c)
+{
+	const struct sp_plan_svcport *sp = c->sp;
 	char *comment;
 
-	names_init(&n, sp);
-	internal_chain = sp->internal_policy_local ? n.svl : n.svc;
-	lb_chain = uses_fw ? n.fw : n.ext;
-	set_verdicts(sp, &n, has_internal, has_external, &vi, &ve);
-
-	comment = sp_xasprintf("%s cluster IP", n.spn);
-	if (has_internal)
-		sp_ipt_set_jump(
-			dest_rule(l->nat, CH_SERVICES, comment, sp, &sp->cluster_ip, sp->port),
-			internal_chain);
-	else
-		filter_rule(l->filter, CH_SERVICES, &vi, sp, &sp->cluster_ip, sp->port);
+	if (!c->has_internal) {
+		filter_rule(l->filter, CH_SERVICES, &c->vi, sp, &sp->cluster_ip, sp->port);
+		return;
+	}
+	comment = sp_xasprintf("%s cluster IP", c->n.spn);
+	sp_ipt_set_jump(dest_rule(l->nat, CH_SERVICES, comment, sp, &sp->cluster_ip, sp->port),
+			sp->internal_policy_local ? c->n.svl : c->n.svc);
 	free(comment);
+}
 
-	comment = sp_xasprintf("%s external IP", n.spn);
+static void capture_external_ips(struct lower *l, const struct svcport_ctx *c)
+{
+	const struct sp_plan_svcport *sp = c->sp;
+	char *comment = sp_xasprintf("%s external IP", c->n.spn);
+
 	for (size_t i = 0; i < sp->n_external_ips; i++) {
-		if (has_eps)
+		if (c->has_eps)
 			sp_ipt_set_jump(dest_rule(l->nat, CH_SERVICES, comment, sp,
 						  &sp->external_ips[i], sp->port),
-					n.ext);
-		if (!has_external)
-			filter_rule(l->filter, CH_EXTERNAL, &ve, sp, &sp->external_ips[i],
+					c->n.ext);
+		if (!c->has_external)
+			filter_rule(l->filter, CH_EXTERNAL, &c->ve, sp, &sp->external_ips[i],
 				    sp->port);
 	}
 	free(comment);
+}
 
-	comment = sp_xasprintf("%s loadbalancer IP", n.spn);
+static void capture_lb_ips(struct lower *l, const struct svcport_ctx *c)
+{
+	const struct sp_plan_svcport *sp = c->sp;
+	char *comment = sp_xasprintf("%s loadbalancer IP", c->n.spn);
+	struct verdict drop = {SP_IPT_T_DROP, NULL};
+
+	drop.comment = sp_xasprintf("%s traffic not accepted by %s", c->n.spn, c->n.fw);
 	for (size_t i = 0; i < sp->n_lb_ips; i++) {
-		if (has_eps)
+		if (c->has_eps)
 			sp_ipt_set_jump(dest_rule(l->nat, CH_SERVICES, comment, sp, &sp->lb_ips[i],
 						  sp->port),
-					lb_chain);
-		if (uses_fw) {
-			struct verdict drop = {SP_IPT_T_DROP, NULL};
-
-			drop.comment = sp_xasprintf("%s traffic not accepted by %s", n.spn, n.fw);
+					c->uses_fw ? c->n.fw : c->n.ext);
+		if (c->uses_fw)
 			filter_rule(l->filter, CH_FIREWALL, &drop, sp, &sp->lb_ips[i], sp->port);
-			free(drop.comment);
-		}
 	}
+	for (size_t i = 0; !c->has_external && i < sp->n_lb_ips; i++)
+		filter_rule(l->filter, CH_EXTERNAL, &c->ve, sp, &sp->lb_ips[i], sp->port);
+	free(drop.comment);
 	free(comment);
-	for (size_t i = 0; !has_external && i < sp->n_lb_ips; i++)
-		filter_rule(l->filter, CH_EXTERNAL, &ve, sp, &sp->lb_ips[i], sp->port);
+}
 
-	if (sp->node_port) {
-		if (has_eps)
-			sp_ipt_set_jump(
-				dest_rule(l->nat, CH_NODEPORTS, n.spn, sp, NULL, sp->node_port),
-				n.ext);
-		if (!has_external) {
-			struct sp_ipt_rule *r = rule_in(l->filter, CH_EXTERNAL);
+static void capture_node_port(struct lower *l, const struct svcport_ctx *c)
+{
+	const struct sp_plan_svcport *sp = c->sp;
+	struct sp_ipt_rule *r;
 
-			sp_ipt_add_comment(r, ve.comment);
-			add_addrtype(r, false, false);
-			sp_ipt_add_dport(r, sp->protocol, sp->node_port);
-			sp_ipt_set_verdict(r, ve.kind);
-		}
-	}
+	if (!sp->node_port)
+		return;
+	if (c->has_eps)
+		sp_ipt_set_jump(dest_rule(l->nat, CH_NODEPORTS, c->n.spn, sp, NULL, sp->node_port),
+				c->n.ext);
+	if (c->has_external)
+		return;
+	r = rule_in(l->filter, CH_EXTERNAL);
+	sp_ipt_add_comment(r, c->ve.comment);
+	add_addrtype(r, false, false);
+	sp_ipt_add_dport(r, sp->protocol, sp->node_port);
+	sp_ipt_set_verdict(r, c->ve.kind);
+}
 
-	if (sp->health_check_node_port) {
-		struct sp_ipt_rule *r = rule_in(l->filter, CH_NODEPORTS);
+static void accept_health_check(struct lower *l, const struct svcport_ctx *c)
+{
+	struct sp_ipt_rule *r;
+	char *comment;
 
-		comment = sp_xasprintf("%s health check node port", n.spn);
-		sp_ipt_add_comment(r, comment);
-		free(comment);
-		sp_ipt_add_dport(r, IPPROTO_TCP, sp->health_check_node_port);
-		sp_ipt_set_verdict(r, SP_IPT_T_ACCEPT);
-	}
+	if (!c->sp->health_check_node_port)
+		return;
+	r = rule_in(l->filter, CH_NODEPORTS);
+	comment = sp_xasprintf("%s health check node port", c->n.spn);
+	sp_ipt_add_comment(r, comment);
+	free(comment);
+	sp_ipt_add_dport(r, IPPROTO_TCP, c->sp->health_check_node_port);
+	sp_ipt_set_verdict(r, SP_IPT_T_ACCEPT);
+}
 
-	/* Per-service chains, each written whole before the next is added. */
-	if (has_eps && ext_access)
-		ext_chain(l, sp, &n, has_external);
-	if (uses_fw)
-		fw_chain(l, sp, &n);
+/* The service port's own chains, each written whole before the next is
+ * added (adding a chain may move the others). */
+static void policy_chains(struct lower *l, const struct svcport_ctx *c)
+{
+	const struct sp_plan_svcport *sp = c->sp;
+	bool ext_access = sp->node_port || sp->n_lb_ips || sp->n_external_ips;
+
+	if (c->has_eps && ext_access)
+		ext_chain(l, sp, &c->n, c->has_external);
+	if (c->uses_fw)
+		fw_chain(l, sp, &c->n);
 	if (sp->cluster.n) {
-		struct sp_ipt_chain *c = sp_ipt_chain_add(l->nat, n.svc);
+		struct sp_ipt_chain *ch = sp_ipt_chain_add(l->nat, c->n.svc);
 
-		if (has_internal && !sp->internal_policy_local)
-			cluster_ip_masq_rule(l, c, sp, &n);
-		endpoint_rules(c, sp, &n, &sp->cluster);
+		if (c->has_internal && !sp->internal_policy_local)
+			cluster_ip_masq_rule(l, ch, sp, &c->n);
+		endpoint_rules(ch, sp, &c->n, &sp->cluster);
 	}
 	if (sp->local.n) {
-		struct sp_ipt_chain *c = sp_ipt_chain_add(l->nat, n.svl);
+		struct sp_ipt_chain *ch = sp_ipt_chain_add(l->nat, c->n.svl);
 
-		if (has_internal && sp->internal_policy_local)
-			cluster_ip_masq_rule(l, c, sp, &n);
-		endpoint_rules(c, sp, &n, &sp->local);
+		if (c->has_internal && sp->internal_policy_local)
+			cluster_ip_masq_rule(l, ch, sp, &c->n);
+		endpoint_rules(ch, sp, &c->n, &sp->local);
 	}
 	for (size_t i = 0; i < sp->n_endpoints; i++)
-		sep_chain(l, sp, &n, i);
+		sep_chain(l, sp, &c->n, i);
+}
 
-	free(vi.comment);
-	free(ve.comment);
-	names_free(&n, sp->n_endpoints);
+static void lower_svcport(struct lower *l, const struct sp_plan_svcport *sp)
+{
+	struct svcport_ctx c = {.sp = sp, .has_eps = sp->has_any_endpoints};
+
+	c.has_internal = c.has_eps && (!sp->internal_policy_local || sp->local.n);
+	c.has_external = c.has_eps && (!sp->external_policy_local || sp->local.n);
+	c.uses_fw = c.has_eps && sp->n_lb_ips && sp->n_source_ranges;
+	names_init(&c.n, sp);
+	set_verdicts(sp, &c.n, c.has_internal, c.has_external, &c.vi, &c.ve);
+
+	capture_cluster_ip(l, &c);
+	capture_external_ips(l, &c);
+	capture_lb_ips(l, &c);
+	capture_node_port(l, &c);
+	accept_health_check(l, &c);
+	policy_chains(l, &c);
+
+	free(c.vi.comment);
+	free(c.ve.comment);
+	names_free(&c.n, sp->n_endpoints);
 }
 
 void sp_ipt_lower(const struct sp_plan *plan, struct sp_ipt_ruleset *out)
