@@ -9,12 +9,15 @@ PACKAGES="
   libnftnl-dev libcjson-dev libyaml-dev check libnetfilter-conntrack-dev
   libcurl4-openssl-dev libmicrohttpd-dev libsystemd-dev
   nftables iptables iproute2 ipset ipvsadm conntrack socat kmod procps
-  user-mode-linux openssl python3 curl systemd
+  user-mode-linux openssl python3 curl systemd util-linux mandoc
 "
 missing=""
 for p in $PACKAGES; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
+# The daemon's deploy test dry-runs the manifests with kubectl; Debian's
+# kubernetes-client provides it unless some other kubectl is already there.
+command -v kubectl >/dev/null 2>&1 || missing="$missing kubernetes-client"
 if [ -n "$missing" ]; then
 	echo "install-deps: installing:$missing"
 	apt-get update -qq

@@ -618,6 +618,7 @@ static int sp_cli_run_daemon(struct sp_cli *cli, const struct sp_backend_ops *op
 						  : SP_LOG_NOTICE,
 		.reload = sp_cli_reload,
 		.reload_arg = cli,
+		.state_dir = cli->state_dir,
 	};
 
 	return sp_daemon_run(&opts, diag);
