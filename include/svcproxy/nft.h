@@ -76,8 +76,9 @@ struct sp_nft_stmt {
 struct sp_nft_rule {
 	struct sp_nft_stmt *stmts;
 	size_t n_stmts, cap_stmts;
-	/* A kernel rule the decoder did not recognise: its libnftnl text. It
-	 * never equals a planned rule, so the chain is rewritten. */
+	/* A rule read back from the kernel: its expressions in libnftnl's
+	 * text (see sp_nft_rule_signature), what comparisons use; stmts are
+	 * then only for display, and empty when not a rule svcproxy makes. */
 	char *foreign;
 	uint64_t handle; /* from the kernel; 0 when planned */
 };

@@ -38,10 +38,12 @@ void sp_nft_put_rule(struct sp_nl *nl, struct sp_nl_batch *b, const struct sp_nf
 char *sp_nft_rule_signature(int family, const struct sp_nft_rule *r);
 
 /* Read table `name` of `family` back. *found tells whether it exists; rules
- * come back as signatures in sp_nft_rule.foreign (no statements), with their
- * handles; map elements and chains as in the IR. Returns 0 or -1 (diag). */
+ * come back as signatures in sp_nft_rule.foreign, with their handles, and
+ * with decode also as statements when they are exactly rules svcproxy makes
+ * (for display; comparisons use the signatures); map elements and chains as
+ * in the IR. Returns 0 or -1 (diag). */
 int sp_nft_read_table(struct sp_nl *nl, int family, const char *name, struct sp_nft_table *out,
-		      bool *found, struct sp_diag *diag);
+		      bool *found, bool decode, struct sp_diag *diag);
 
 /* Round trip without a kernel, for tests: encode the rule into a NEWRULE
  * message, parse it back and return its signature. */

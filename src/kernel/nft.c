@@ -704,6 +704,7 @@ struct dump_ctx {
 	struct sp_nft_set *set;		  /* element dumps */
 	struct sp_nft_chain_index chains; /* rule dumps */
 	struct sp_nft_chain *last;	  /* rules come chain by chain */
+	bool decode;			  /* also into statements, for display */
 };
 
 static int table_cb(const struct nlmsghdr *nlh, void *data)
@@ -749,6 +750,256 @@ static int chain_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
+/* ---- decoding kernel rules back into statements (for display) ----
+ *
+ * Each statement is recognised by the expressions put_stmt emits for it.
+ * The result is only trusted when encoding it again gives the kernel's
+ * expressions exactly (see rule_cb); anything else stays a signature. */
+
+struct expr_seq {
+	struct nftnl_expr **e;
+	size_t n, cap;
+};
+
+static int collect_cb(struct nftnl_expr *e, void *data)
+{
+	struct expr_seq *q = data;
+
+	*(struct nftnl_expr **)sp_array_push(&q->e, &q->n, &q->cap, sizeof(e)) = e;
+	return 0;
+}
+
+static bool is(const struct expr_seq *q, size_t i, const char *name)
+{
+	return i < q->n && !strcmp(nftnl_expr_get_str(q->e[i], NFTNL_EXPR_NAME), name);
+}
+
+static uint32_t u32(const struct expr_seq *q, size_t i, uint16_t attr)
+{
+	return nftnl_expr_is_set(q->e[i], attr) ? nftnl_expr_get_u32(q->e[i], attr) : 0;
+}
+
+static const void *data_of(const struct expr_seq *q, size_t i, uint16_t attr, uint32_t *len)
+{
+	*len = 0;
+	return nftnl_expr_is_set(q->e[i], attr) ? nftnl_expr_get(q->e[i], attr, len) : NULL;
+}
+
+static bool is_payload(const struct expr_seq *q, size_t i, uint32_t base, uint32_t off)
+{
+	return is(q, i, "payload") && u32(q, i, NFTNL_EXPR_PAYLOAD_BASE) == base &&
+	       u32(q, i, NFTNL_EXPR_PAYLOAD_OFFSET) == off;
+}
+
+static bool is_meta(const struct expr_seq *q, size_t i, uint32_t key)
+{
+	return is(q, i, "meta") && u32(q, i, NFTNL_EXPR_META_KEY) == key;
+}
+
+static char *str_of(const struct expr_seq *q, size_t i, uint16_t attr)
+{
+	return nftnl_expr_is_set(q->e[i], attr) ? sp_xstrdup(nftnl_expr_get_str(q->e[i], attr))
+						: NULL;
+}
+
+static void set_addr(struct sp_addr *a, int family, const void *bytes, uint32_t len)
+{
+	memset(a, 0, sizeof(*a));
+	a->family = family;
+	memcpy(a->u.bytes, bytes, len < 16 ? len : 16);
+}
+
+/* One statement at q[*i]; false when nothing matches. */
+static bool decode_stmt(int family, const struct expr_seq *q, size_t *i, struct sp_nft_rule *r)
+{
+	size_t k = *i;
+	uint32_t len, alen_b = alen(family);
+	const uint8_t *d;
+	struct sp_nft_stmt *s;
+
+	if (is_meta(q, k, NFT_META_L4PROTO) && is(q, k + 1, "cmp")) {
+		d = data_of(q, k + 1, NFTNL_EXPR_CMP_DATA, &len);
+		if (!d || len != 1)
+			return false;
+		sp_nft_stmt_add(r, SP_NFT_MATCH_L4PROTO)->value = d[0];
+		*i = k + 2;
+		return true;
+	}
+	if (is_meta(q, k, NFT_META_L4PROTO) &&
+	    is_payload(q, k + 1, NFT_PAYLOAD_TRANSPORT_HEADER, 2) && is(q, k + 2, "lookup")) {
+		s = sp_nft_stmt_add(r, SP_NFT_VMAP);
+		s->key = SP_NFT_KEY_PROTO_PORT;
+		s->set = str_of(q, k + 2, NFTNL_EXPR_LOOKUP_SET);
+		*i = k + 3;
+		return true;
+	}
+	if (is_payload(q, k, NFT_PAYLOAD_TRANSPORT_HEADER, 2) && is(q, k + 1, "cmp")) {
+		d = data_of(q, k + 1, NFTNL_EXPR_CMP_DATA, &len);
+		if (!d || len != 2)
+			return false;
+		sp_nft_stmt_add(r, SP_NFT_MATCH_DPORT)->port = (uint16_t)(d[0] << 8 | d[1]);
+		*i = k + 2;
+		return true;
+	}
+	if (is_payload(q, k, NFT_PAYLOAD_NETWORK_HEADER, daddr_off(family)) &&
+	    is_meta(q, k + 1, NFT_META_L4PROTO) && is(q, k + 3, "lookup")) {
+		s = sp_nft_stmt_add(r, SP_NFT_VMAP);
+		s->key = SP_NFT_KEY_DADDR_PROTO_PORT;
+		s->set = str_of(q, k + 3, NFTNL_EXPR_LOOKUP_SET);
+		*i = k + 4;
+		return true;
+	}
+	if (is_payload(q, k, NFT_PAYLOAD_NETWORK_HEADER, saddr_off(family)) &&
+	    is_payload(q, k + 1, NFT_PAYLOAD_NETWORK_HEADER, daddr_off(family)) &&
+	    is(q, k + 2, "lookup")) {
+		s = sp_nft_stmt_add(r, SP_NFT_MATCH_SET);
+		s->key = SP_NFT_KEY_SADDR_DADDR;
+		s->set = str_of(q, k + 2, NFTNL_EXPR_LOOKUP_SET);
+		*i = k + 3;
+		return true;
+	}
+	if (is_payload(q, k, NFT_PAYLOAD_NETWORK_HEADER, saddr_off(family)) &&
+	    is(q, k + 1, "immediate") && is(q, k + 2, "dynset")) {
+		s = sp_nft_stmt_add(r, SP_NFT_AFFINITY_UPDATE);
+		s->set = str_of(q, k + 2, NFTNL_EXPR_DYNSET_SET_NAME);
+		d = data_of(q, k + 1, NFTNL_EXPR_IMM_DATA, &len);
+		if (d)
+			set_addr(&s->addr, family, d, len);
+		*i = k + 3;
+		return true;
+	}
+	if (is_payload(q, k, NFT_PAYLOAD_NETWORK_HEADER, saddr_off(family)) &&
+	    is(q, k + 1, "lookup") && is(q, k + 2, "immediate") && is(q, k + 3, "nat")) {
+		s = sp_nft_stmt_add(r, SP_NFT_DNAT_MAP);
+		s->set = str_of(q, k + 1, NFTNL_EXPR_LOOKUP_SET);
+		d = data_of(q, k + 2, NFTNL_EXPR_IMM_DATA, &len);
+		if (d && len == 2)
+			s->port = (uint16_t)(d[0] << 8 | d[1]);
+		*i = k + 4;
+		return true;
+	}
+	if (is(q, k, "payload") &&
+	    u32(q, k, NFTNL_EXPR_PAYLOAD_BASE) == NFT_PAYLOAD_NETWORK_HEADER &&
+	    (u32(q, k, NFTNL_EXPR_PAYLOAD_OFFSET) == saddr_off(family) ||
+	     u32(q, k, NFTNL_EXPR_PAYLOAD_OFFSET) == daddr_off(family))) {
+		size_t c = is(q, k + 1, "bitwise") ? k + 2 : k + 1;
+		unsigned prefix;
+
+		if (!is(q, c, "cmp"))
+			return false;
+		d = data_of(q, c, NFTNL_EXPR_CMP_DATA, &len);
+		if (!d || len > alen_b)
+			return false;
+		prefix = u32(q, k, NFTNL_EXPR_PAYLOAD_LEN) * 8;
+		if (c == k + 2) {
+			uint32_t mlen;
+			const uint8_t *m = data_of(q, k + 1, NFTNL_EXPR_BITWISE_MASK, &mlen);
+
+			prefix = 0;
+			for (uint32_t b = 0; m && b < mlen * 8 && (m[b / 8] & (0x80 >> (b % 8)));
+			     b++)
+				prefix++;
+		}
+		s = sp_nft_stmt_add(r, SP_NFT_MATCH_ADDR);
+		s->source = u32(q, k, NFTNL_EXPR_PAYLOAD_OFFSET) == saddr_off(family);
+		s->neg = u32(q, c, NFTNL_EXPR_CMP_OP) == NFT_CMP_NEQ;
+		set_addr(&s->cidr.addr, family, d, len);
+		s->cidr.prefix = prefix;
+		*i = c + 1;
+		return true;
+	}
+	if (is(q, k, "ct") && is(q, k + 1, "bitwise") && is(q, k + 2, "cmp")) {
+		sp_nft_stmt_add(r, SP_NFT_MATCH_CT_NEW);
+		*i = k + 3;
+		return true;
+	}
+	if (is(q, k, "fib") && is(q, k + 1, "cmp")) {
+		sp_nft_stmt_add(r, SP_NFT_MATCH_FIB_LOCAL)->source =
+			u32(q, k, NFTNL_EXPR_FIB_FLAGS) & NFTA_FIB_F_SADDR;
+		*i = k + 2;
+		return true;
+	}
+	if (is_meta(q, k, NFT_META_MARK) && is(q, k + 1, "bitwise")) {
+		uint32_t mask = 0, xor = 0, mlen, xlen;
+		const void *m = data_of(q, k + 1, NFTNL_EXPR_BITWISE_MASK, &mlen);
+		const void *x = data_of(q, k + 1, NFTNL_EXPR_BITWISE_XOR, &xlen);
+
+		if (!m || !x || mlen != 4 || xlen != 4)
+			return false;
+		memcpy(&mask, m, 4);
+		memcpy(&xor, x, 4);
+		if (is(q, k + 2, "cmp")) {
+			sp_nft_stmt_add(r, SP_NFT_MATCH_MARK_CLEAR)->value = mask;
+		} else if (is(q, k + 2, "meta")) {
+			s = sp_nft_stmt_add(r,
+					    mask == 0xffffffffu ? SP_NFT_MARK_XOR : SP_NFT_MARK_OR);
+			s->value = xor;
+		} else {
+			return false;
+		}
+		*i = k + 3;
+		return true;
+	}
+	if (is(q, k, "numgen") && is(q, k + 1, "cmp")) {
+		sp_nft_stmt_add(r, SP_NFT_MATCH_NUMGEN)->value = u32(q, k, NFTNL_EXPR_NG_MODULUS);
+		*i = k + 2;
+		return true;
+	}
+	if (is(q, k, "immediate") && u32(q, k, NFTNL_EXPR_IMM_DREG) != NFT_REG_VERDICT &&
+	    is(q, k + 1, "immediate") && is(q, k + 2, "nat")) {
+		s = sp_nft_stmt_add(r, SP_NFT_DNAT);
+		d = data_of(q, k, NFTNL_EXPR_IMM_DATA, &len);
+		if (d)
+			set_addr(&s->addr, family, d, len);
+		d = data_of(q, k + 1, NFTNL_EXPR_IMM_DATA, &len);
+		if (d && len == 2)
+			s->port = (uint16_t)(d[0] << 8 | d[1]);
+		*i = k + 3;
+		return true;
+	}
+	if (is(q, k, "masq") || is(q, k, "reject")) {
+		sp_nft_stmt_add(r, is(q, k, "masq") ? SP_NFT_MASQUERADE : SP_NFT_REJECT);
+		*i = k + 1;
+		return true;
+	}
+	if (is(q, k, "immediate") && u32(q, k, NFTNL_EXPR_IMM_DREG) == NFT_REG_VERDICT) {
+		s = sp_nft_stmt_add(r, SP_NFT_VERDICT);
+		s->verdict = (int)u32(q, k, NFTNL_EXPR_IMM_VERDICT);
+		s->chain = str_of(q, k, NFTNL_EXPR_IMM_CHAIN);
+		*i = k + 1;
+		return true;
+	}
+	return false;
+}
+
+/* Statements for a kernel rule whose signature is sig, or none. */
+static void decode_rule(int family, struct nftnl_rule *nr, const char *sig, struct sp_nft_rule *out)
+{
+	struct expr_seq q = {0};
+	struct sp_nft_rule tmp = {0};
+	size_t i = 0;
+	bool ok = true;
+	char *again;
+
+	nftnl_expr_foreach(nr, collect_cb, &q);
+	while (ok && i < q.n)
+		ok = decode_stmt(family, &q, &i, &tmp);
+	free(q.e);
+	if (!ok || !tmp.n_stmts) {
+		sp_nft_rule_free(&tmp);
+		return;
+	}
+	again = sp_nft_rule_signature(family, &tmp);
+	if (!strcmp(again, sig)) {
+		out->stmts = tmp.stmts;
+		out->n_stmts = tmp.n_stmts;
+		out->cap_stmts = tmp.cap_stmts;
+	} else {
+		sp_nft_rule_free(&tmp);
+	}
+	free(again);
+}
+
 static int rule_cb(const struct nlmsghdr *nlh, void *data)
 {
 	struct dump_ctx *x = data;
@@ -769,6 +1020,8 @@ static int rule_cb(const struct nlmsghdr *nlh, void *data)
 		ir = sp_nft_rule_add(c);
 		ir->foreign = signature_of(r);
 		ir->handle = nftnl_rule_get_u64(r, NFTNL_RULE_HANDLE);
+		if (x->decode)
+			decode_rule(x->family, r, ir->foreign, ir);
 	}
 	nftnl_rule_free(r);
 	return MNL_CB_OK;
@@ -919,9 +1172,9 @@ static int dump(struct sp_nl *nl, uint16_t type, int family, const char *table, 
 }
 
 static int read_once(struct sp_nl *nl, int family, const char *name, struct sp_nft_table *out,
-		     bool *found, struct sp_diag *diag)
+		     bool *found, bool decode, struct sp_diag *diag)
 {
-	struct dump_ctx x = {.t = out, .family = family};
+	struct dump_ctx x = {.t = out, .family = family, .decode = decode};
 	int ret;
 
 	ret = dump(nl, NFT_MSG_GETTABLE, family, name, NULL, NULL, table_cb, &x, diag);
@@ -955,7 +1208,7 @@ static int read_once(struct sp_nl *nl, int family, const char *name, struct sp_n
 }
 
 int sp_nft_read_table(struct sp_nl *nl, int family, const char *name, struct sp_nft_table *out,
-		      bool *found, struct sp_diag *diag)
+		      bool *found, bool decode, struct sp_diag *diag)
 {
 	for (int attempt = 0; attempt < 10; attempt++) {
 		int ret;
@@ -963,7 +1216,7 @@ int sp_nft_read_table(struct sp_nl *nl, int family, const char *name, struct sp_
 		memset(out, 0, sizeof(*out));
 		out->family = family;
 		out->name = sp_xstrdup(name);
-		ret = read_once(nl, family, name, out, found, diag);
+		ret = read_once(nl, family, name, out, found, decode, diag);
 		if (ret <= 0)
 			return ret;
 		/* Someone changed the ruleset while we read: start over. */

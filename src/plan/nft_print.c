@@ -145,7 +145,7 @@ static void print_stmt(int family, const struct sp_nft_stmt *s, struct sp_buf *o
 void sp_nft_print_rule(const struct sp_nft_table *t, const struct sp_nft_rule *r,
 		       struct sp_buf *out)
 {
-	if (r->foreign) {
+	if (!r->n_stmts && r->foreign) {
 		sp_buf_addf(out, "# not made by svcproxy: %s", r->foreign);
 		return;
 	}

@@ -140,7 +140,7 @@ static bool chain_same(int family, const struct sp_nft_chain *want, const struct
 	for (size_t i = 0; i < want->n_rules; i++) {
 		const struct sp_nft_rule *h = &have->rules[i];
 
-		if (h->foreign && !h->n_stmts) {
+		if (h->foreign) {
 			char *sig = sp_nft_rule_signature(family, &want->rules[i]);
 			bool same = !strcmp(sig, h->foreign);
 
@@ -545,7 +545,7 @@ static void nft_close(struct sp_backend *be)
 
 /* The kernel's tables of both families; have[f] NULL when absent. */
 static int read_kernel(struct sp_backend *be, struct sp_nft_ruleset *kernel,
-		       const struct sp_nft_table *have[2], struct sp_diag *diag)
+		       const struct sp_nft_table *have[2], bool decode, struct sp_diag *diag)
 {
 	sp_nft_ruleset_init(kernel);
 	for (size_t f = 0; f < SP_ARRAY_SIZE(families); f++) {
@@ -553,7 +553,8 @@ static int read_kernel(struct sp_backend *be, struct sp_nft_ruleset *kernel,
 		bool found = false;
 
 		have[f] = NULL;
-		if (sp_nft_read_table(be->nl, families[f], SP_NFT_TABLE, &t, &found, diag) < 0) {
+		if (sp_nft_read_table(be->nl, families[f], SP_NFT_TABLE, &t, &found, decode, diag) <
+		    0) {
 			sp_nft_table_free(&t);
 			return -1;
 		}
@@ -590,7 +591,7 @@ static int nft_sync(struct sp_backend *be, const struct sp_plan *plan, bool full
 	sp_nft_lower(plan, &want, diag);
 	sp_nft_ruleset_init(&kernel);
 	if (full) {
-		if (read_kernel(be, &kernel, have, diag) < 0) {
+		if (read_kernel(be, &kernel, have, false, diag) < 0) {
 			sp_nft_ruleset_free(&want);
 			sp_nft_ruleset_free(&kernel);
 			return -1;
@@ -634,7 +635,7 @@ static int nft_diff(struct sp_backend *be, const struct sp_plan *plan, struct sp
 	struct plan_ops ops = {0};
 	int ret;
 
-	if (read_kernel(be, &kernel, have, diag) < 0) {
+	if (read_kernel(be, &kernel, have, false, diag) < 0) {
 		sp_nft_ruleset_free(&kernel);
 		return -1;
 	}
@@ -655,7 +656,7 @@ static int nft_cleanup(struct sp_backend *be, struct sp_diag *diag)
 	struct sp_nl_batch batch;
 	int ret = 0;
 
-	if (read_kernel(be, &kernel, have, diag) < 0) {
+	if (read_kernel(be, &kernel, have, false, diag) < 0) {
 		sp_nft_ruleset_free(&kernel);
 		return -1;
 	}
@@ -679,18 +680,12 @@ static int nft_cleanup(struct sp_backend *be, struct sp_diag *diag)
 	return ret;
 }
 
-/* Rules read back are shown as the planned rule they match (this process's
- * last sync), else as their kernel expressions. */
-static void print_kernel_table(struct sp_backend *be, const struct sp_nft_table *t,
-			       struct sp_buf *out)
+/* The kernel's table in plan syntax: rules svcproxy makes are decoded back
+ * into statements; any other rule is shown as its kernel expressions. */
+static void print_kernel_table(const struct sp_nft_table *t, struct sp_buf *out)
 {
-	const struct sp_nft_table *last =
-		be->have_last ? sp_nft_table_find(&be->last, t->family) : NULL;
 	const char *fam = sp_nft_family_name(t->family);
-	struct sp_nft_chain_index last_ix = {0};
 
-	if (last)
-		sp_nft_chain_index_build(&last_ix, last);
 	sp_buf_addf(out, "table %s %s {\n", fam, t->name);
 	for (size_t i = 0; i < t->n_sets; i++) {
 		if (i)
@@ -699,9 +694,6 @@ static void print_kernel_table(struct sp_backend *be, const struct sp_nft_table 
 	}
 	for (size_t i = 0; i < t->n_chains; i++) {
 		const struct sp_nft_chain *c = &t->chains[i];
-		const struct sp_nft_chain *lc =
-			last ? sp_nft_chain_index_find(&last_ix, c->name) : NULL;
-		bool known = lc && chain_same(t->family, lc, c);
 
 		sp_buf_addf(out, "\n\tchain %s {\n", c->name);
 		if (c->base) {
@@ -711,16 +703,12 @@ static void print_kernel_table(struct sp_backend *be, const struct sp_nft_table 
 		}
 		for (size_t j = 0; j < c->n_rules; j++) {
 			sp_buf_add(out, "\t\t");
-			if (known)
-				sp_nft_print_rule(t, &lc->rules[j], out);
-			else
-				sp_buf_addf(out, "# %s", c->rules[j].foreign);
+			sp_nft_print_rule(t, &c->rules[j], out);
 			sp_buf_add(out, "\n");
 		}
 		sp_buf_add(out, "\t}\n");
 	}
 	sp_buf_add(out, "}\n");
-	sp_nft_chain_index_free(&last_ix);
 }
 
 static int nft_print_state(struct sp_backend *be, struct sp_buf *out, struct sp_diag *diag)
@@ -728,13 +716,13 @@ static int nft_print_state(struct sp_backend *be, struct sp_buf *out, struct sp_
 	struct sp_nft_ruleset kernel;
 	const struct sp_nft_table *have[2];
 
-	if (read_kernel(be, &kernel, have, diag) < 0) {
+	if (read_kernel(be, &kernel, have, true, diag) < 0) {
 		sp_nft_ruleset_free(&kernel);
 		return -1;
 	}
 	for (size_t f = 0; f < SP_ARRAY_SIZE(families); f++)
 		if (have[f])
-			print_kernel_table(be, have[f], out);
+			print_kernel_table(have[f], out);
 	sp_nft_ruleset_free(&kernel);
 	return 0;
 }

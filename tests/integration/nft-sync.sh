@@ -118,20 +118,47 @@ fi
 run sync >/dev/null
 
 # ---- kill -9 in the middle of a sync: the kernel has the old table or the
-# new one, never a mix; the next sync makes it exactly the plan.
-old=$(table_of node1)
-use 2500 4 10.200.0.4
-run sync >/dev/null &
-pid=$!
-sleep 0.4
-kill -9 $pid 2>/dev/null
-wait $pid 2>/dev/null
-mid=$(table_of node1)
-new=$(plan_table)
-if [ "$mid" = "$old" ] || [ "$mid" = "$new" ]; then
-	sp_ok "kill -9 mid-sync leaves the old or the new table, whole ($([ "$mid" = "$old" ] && echo old || echo new))"
+# new one, never a mix; the next sync makes it exactly the plan. The kill
+# comes at growing delays, between two inputs that differ in every Service
+# chain (large transactions), so that it lands before, during and after the
+# kernel's commit.
+use 1500 4 10.200.0.4
+want_a=$(plan_table)
+use 1500 5 10.200.0.4
+want_b=$(plan_table)
+run sync >/dev/null
+outcomes=""
+bad=0
+for delay in 0.2 0.4 0.6 0.8 1.0 1.3; do
+	old=$(table_of node1)
+	if [ "$old" = "$want_b" ]; then
+		use 1500 4 10.200.0.4
+		new=$want_a
+	else
+		use 1500 5 10.200.0.4
+		new=$want_b
+	fi
+	# ip netns exec execs svcproxy itself, so $! is the process to kill
+	# (a subshell or `timeout` in between would survive and race on).
+	ip netns exec "$(sp_ns node1)" "$SVCPROXY" sync $ARGS "$DIR" >/dev/null 2>&1 &
+	pid=$!
+	sleep $delay
+	kill -9 $pid 2>/dev/null
+	wait $pid 2>/dev/null
+	mid=$(table_of node1)
+	if [ "$mid" = "$old" ]; then
+		outcomes="$outcomes old"
+	elif [ "$mid" = "$new" ]; then
+		outcomes="$outcomes new"
+	else
+		outcomes="$outcomes MIXED"
+		bad=1
+	fi
+done
+if [ $bad = 0 ]; then
+	sp_ok "kill -9 mid-sync leaves the old or the new table, whole:$outcomes"
 else
-	sp_fail "kill -9 mid-sync left a table that is neither the old nor the new one"
+	sp_fail "kill -9 mid-sync left a table that is neither the old nor the new one:$outcomes"
 fi
 run sync >/dev/null
 expect_plan "after kill -9 and a new sync the table is exactly the plan"
