@@ -48,5 +48,7 @@ int sp_nft_read_table(struct sp_nl *nl, int family, const char *name, struct sp_
 /* Round trip without a kernel, for tests: encode the rule into a NEWRULE
  * message, parse it back and return its signature. */
 char *sp_nft_rule_roundtrip_signature(int family, const struct sp_nft_rule *r);
+/* The same, decoded back into statements (out empty when not decodable). */
+void sp_nft_rule_roundtrip_decode(int family, const struct sp_nft_rule *r, struct sp_nft_rule *out);
 
 #endif

@@ -1000,6 +1000,28 @@ static void decode_rule(int family, struct nftnl_rule *nr, const char *sig, stru
 	free(again);
 }
 
+void sp_nft_rule_roundtrip_decode(int family, const struct sp_nft_rule *ir, struct sp_nft_rule *out)
+{
+	char *buf = sp_xmalloc(MSG_MAX);
+	struct nftnl_rule *r = rule_build(family, SP_NFT_TABLE, "c", ir), *back;
+	struct nlmsghdr *nlh;
+
+	memset(out, 0, sizeof(*out));
+	nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_NEWRULE, (uint16_t)sp_nft_nfproto(family),
+				    NLM_F_APPEND | NLM_F_CREATE, 1);
+	nftnl_rule_nlmsg_build_payload(nlh, r);
+	back = nftnl_rule_alloc();
+	if (back && nftnl_rule_nlmsg_parse(nlh, back) == 0) {
+		char *sig = signature_of(back);
+
+		decode_rule(family, back, sig, out);
+		free(sig);
+	}
+	nftnl_rule_free(back);
+	nftnl_rule_free(r);
+	free(buf);
+}
+
 static int rule_cb(const struct nlmsghdr *nlh, void *data)
 {
 	struct dump_ctx *x = data;
