@@ -187,6 +187,19 @@ again=$(run sync --stats | sent)
 	sp_fail "dual-stack: a second sync sent ${again:-?} messages"
 ARGS="--proxy-mode nftables --hostname-override node-1 --cluster-cidr 10.128.0.0/9"
 
+# ---- without CAP_NET_ADMIN: a clear error, exit status 1, the table kept
+before=$(table_of node1)
+if command -v setpriv >/dev/null; then
+	ip netns exec "$(sp_ns node1)" setpriv --bounding-set=-all --inh-caps=-all \
+		--ambient-caps=-all "$SVCPROXY" sync $ARGS "$DIR" >/dev/null 2>"$SP_TMP/eperm" && rc=0 || rc=$?
+	if [ $rc = 1 ] && grep -q 'nftables: .*Operation not permitted' "$SP_TMP/eperm" &&
+		[ "$(table_of node1)" = "$before" ]; then
+		sp_ok "without CAP_NET_ADMIN: exit 1, the error says so, the table is kept"
+	else
+		sp_fail "without CAP_NET_ADMIN: exit $rc: $(cat "$SP_TMP/eperm")"
+	fi
+fi
+
 # ---- cleanup removes our tables and nothing else
 sp_in node1 nft add table inet keepme
 sp_in node1 nft add chain inet keepme c
