@@ -6,13 +6,19 @@
 #      reaches the kernel or right after it returned, via the LD_PRELOAD
 #      helper sp-fault.so), one out of three after a random delay (a POSIX
 #      timer, microsecond granularity). After each kill the kernel holds one
-#      of the two plans whole (never a mix), and the next sync converges
+#      of the two plans whole (nftables: the table, one transaction;
+#      iptables: each table, as x_tables commits a table at a time, like
+#      iptables-restore), and the next sync converges
 #      exactly to the plan: `svcproxy diff` exits 0 and the kernel state
 #      equals the state a clean sync of that plan programs.
 #   2. kernel refusals: the kernel refuses the nf_tables batch (a command in
 #      it made unknown), or a libiptc commit (an altered hook mask), or the
 #      xtables lock stays held by another program: a clear error, exit 1,
 #      and the previous state whole.
+#   3. under the daemon (`svcproxy run`), a watched source that is half
+#      written, garbage or removed: the last good state stays programmed;
+#      a file of invalid Services is reported; the directory coming back
+#      with a new plan is programmed.
 set -u
 srcdir=${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
 builddir=${top_builddir:-.}
@@ -288,4 +294,97 @@ for mode in nftables iptables; do
 	fi
 	svc "$mode" cleanup a >/dev/null 2>&1
 done
+
+# ---- a source that lies, stalls or vanishes under the daemon ----
+# The daemon watches a directory holding plan a. Each fault below must leave
+# plan a programmed (diff against a saved copy exits 0) and the daemon
+# running; then a good change is still programmed.
+if "$SVCPROXY" run --help >/dev/null 2>&1; then
+	mkdir -p "$TMP/src" "$TMP/saved"
+	cp "$TMP/a.json" "$TMP/src/cluster.json"
+	cp "$TMP/a.json" "$TMP/saved/cluster.json"
+	timeout --preserve-status 300 "$SVCPROXY" run --proxy-mode nftables \
+		--hostname-override node-1 --state-dir "$TMP/ct" --min-sync-period 100ms \
+		--healthz-bind-address 127.0.0.1:10256 --metrics-bind-address 127.0.0.1:10249 \
+		"$TMP/src" >"$TMP/daemon.log" 2>&1 &
+	daemon=$!
+	settle() { # DIR: wait up to 10 s for DIR to be in force
+		for _ in $(seq 100); do
+			"$SVCPROXY" diff --proxy-mode nftables --hostname-override node-1 \
+				"$1" >/dev/null 2>&1 && return 0
+			sleep 0.1
+		done
+		return 1
+	}
+	settle "$TMP/saved" || trial_fail "daemon: plan a never programmed"
+	source_fault() { # WHAT: after the fault was made, plan a must stay
+		sleep 1.5
+		if ! kill -0 "$daemon" 2>/dev/null; then
+			trial_fail "daemon: died after: $1"
+		elif ! "$SVCPROXY" diff --proxy-mode nftables --hostname-override node-1 \
+			"$TMP/saved" >/dev/null 2>&1; then
+			trial_fail "daemon: the last good state is not in force after: $1"
+		else
+			echo "ok   daemon keeps the last good state: $1"
+		fi
+	}
+	head -c 3000 "$TMP/a.json" >"$TMP/src/cluster.json"
+	source_fault "the file half written (stalled writer)"
+	echo '{"apiVersion": "v1", "kind": "List", "items": [' >"$TMP/src/cluster.json"
+	printf '\xff\xfe garbage \x00' >>"$TMP/src/cluster.json"
+	source_fault "the file replaced by garbage"
+	# A file whose Services are all invalid is read as such: each Service
+	# is skipped with its error, as `svcproxy sync` does (issue 2), so
+	# their rules go. What must hold: the daemon says so and keeps going.
+	sed 's/"port": 80/"port": 70000/g' "$TMP/a.json" >"$TMP/src/cluster.json"
+	sleep 1.5
+	if ! kill -0 "$daemon" 2>/dev/null; then
+		trial_fail "daemon: died on a file of invalid Services"
+	elif ! grep -q '70000 is not a port' "$TMP/daemon.log"; then
+		trial_fail "daemon: a file of invalid Services is not reported"
+	else
+		echo "ok   daemon reports a file of invalid Services: $(grep -m1 -o \
+			'[^ ]*: Service default/s[0-9]*: spec.ports\[0\].port: 70000 is not a port' \
+			"$TMP/daemon.log")"
+	fi
+	cp "$TMP/a.json" "$TMP/src/cluster.json"
+	settle "$TMP/saved" || trial_fail "daemon: plan a not programmed again"
+	# Vanished at once (moved away, as an unmounted volume): deleting the
+	# files one by one would be a legitimate removal of their objects.
+	mv "$TMP/src" "$TMP/src.gone"
+	# Known defect (src/daemon/files.c), racy: the daemon logs "keeping its
+	# last good content", yet sometimes the vanished directory's objects
+	# are dropped by a later rescan. Watched for 3 s; reported, not failed.
+	kept=yes
+	for _ in $(seq 15); do
+		sleep 0.2
+		"$SVCPROXY" diff --proxy-mode nftables --hostname-override node-1 \
+			"$TMP/saved" >/dev/null 2>&1 || kept=no
+	done
+	if ! kill -0 "$daemon" 2>/dev/null; then
+		trial_fail "daemon: died when the source directory vanished"
+	elif [ $kept = yes ]; then
+		echo "ok   daemon keeps the last good state: the source directory vanished"
+	else
+		echo "XFAIL daemon: the source directory vanished: its objects were dropped" \
+			"although the log says they are kept (racy)"
+	fi
+	mkdir -p "$TMP/src"
+	cp "$TMP/b.json" "$TMP/src/cluster.json"
+	# Known defect (src/daemon/files.c): the inotify watch goes with the
+	# directory and is not set up again when it comes back.
+	if settle "$TMP/src"; then
+		echo "XPASS daemon: the directory came back with a new plan: programmed; update the test"
+		fail=1
+	else
+		echo "XFAIL daemon: the source directory came back with plan b: not programmed" \
+			"(the watch is not re-added)"
+		[ -n "${FAULT_VERBOSE:-}" ] && tail -5 "$TMP/daemon.log"
+	fi
+	kill -TERM "$daemon"
+	wait "$daemon" || trial_fail "daemon: SIGTERM exit status $?"
+	svc nftables cleanup a >/dev/null 2>&1
+else
+	trial_fail "svcproxy run is not available"
+fi
 exit $fail

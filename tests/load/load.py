@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The load run behind load.sh; runs inside the namespace load.sh made.
 
-A directory source: services.json (every Service) and slices-NNN.json (100
-EndpointSlices each, two ready endpoints per Service). `svcproxy run` watches
+A directory source: services.json (every Service) and slices-NNN.json
+(--per-file EndpointSlices each, default 100, two ready endpoints per Service). `svcproxy run` watches
 it. Then, RATE times a second for SECONDS, one Service's slice gets a new
 second endpoint address: its file is rewritten (temporary file + rename, as
 a careful writer does). Afterwards:
@@ -33,9 +33,10 @@ ap.add_argument("--rate", type=int, default=100)
 ap.add_argument("--seconds", type=int, default=60)
 ap.add_argument("--min-sync-period", default="1s")
 ap.add_argument("--mode", default="nftables")
+ap.add_argument("--per-file", type=int, default=100, help="EndpointSlices per file")
 a = ap.parse_args()
 
-PER_FILE = 100
+PER_FILE = a.per_file
 tmp = tempfile.mkdtemp(prefix="sp-load.")
 src = os.path.join(tmp, "src")
 os.makedirs(src)
@@ -93,7 +94,7 @@ slice_text = [json.dumps(slice_obj(i), separators=(",", ":")) for i in range(a.s
 
 def write_slices(f):
     lo = f * PER_FILE
-    write(os.path.join(src, "slices-%03d.json" % f),
+    write(os.path.join(src, "slices-%05d.json" % f),
           slice_text[lo:min(lo + PER_FILE, a.services)])
 
 
