@@ -587,6 +587,16 @@ static void ipvs_print_plan_json(const struct sp_plan *plan, struct sp_buf *out)
 	sp_diag_free(&diag);
 }
 
+/* Address and rule changes: one rtnetlink request each. */
+static size_t rtnl_ops(const struct change_list *cl)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < cl->n; i++)
+		n += cl->ops[i].kind >= OP_ADD_ADDR;
+	return n;
+}
+
 static int ipvs_sync(struct sp_backend *be, const struct sp_plan *plan, bool full,
 		     struct sp_sync_stats *stats, struct sp_diag *diag)
 {
@@ -621,7 +631,7 @@ static int ipvs_sync(struct sp_backend *be, const struct sp_plan *plan, bool ful
 		ret = 1;
 	if (stats) {
 		stats->full = true;
-		stats->messages_sent = sp_ipvs_nl_messages(be->nl) - sent + cl.n;
+		stats->messages_sent = sp_ipvs_nl_messages(be->nl) - sent + rtnl_ops(&cl);
 		stats->objects_changed = cl.n + helper_changed;
 		stats->objects_unchanged =
 			want.n_services + want.n_link_addrs + want.n_rules > cl.n

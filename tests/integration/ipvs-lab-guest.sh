@@ -84,11 +84,11 @@ serve $E elb-pass 198.51.100.2 80
 
 # fetch NS ADDR PORT: the name of the server that answered (empty on failure)
 fetch() {
-	nsx "$1" timeout 4 socat -T3 -u TCP:"$2":"$3",connect-timeout=2 - 2>/dev/null </dev/null |
+	nsx "$1" timeout 10 socat -T5 -u TCP:"$2":"$3",connect-timeout=6 - 2>/dev/null </dev/null |
 		head -n1 | cut -d' ' -f1
 }
 fetch_peer() { # the client address the server saw
-	nsx "$1" timeout 4 socat -T3 -u TCP:"$2":"$3",connect-timeout=2 - 2>/dev/null </dev/null |
+	nsx "$1" timeout 10 socat -T5 -u TCP:"$2":"$3",connect-timeout=6 - 2>/dev/null </dev/null |
 		head -n1 | cut -d' ' -f2
 }
 wait_listeners() {
@@ -138,18 +138,25 @@ write_cluster() { # write_cluster FILE [variant]
 		sp_svc grace ClusterIP 10.96.0.21 9090
 		sp_slice grace 9090 10.244.1.21@node-b
 		;;
-	changed)
+	changed | badsched)
 		# grace: r1 leaves, r2 arrives; web gone; new Service "more".
 		sp_svc grace ClusterIP 10.96.0.21 9090
 		sp_slice grace 9090 10.244.1.22@node-b
 		sp_svc more ClusterIP 10.96.0.22 80 '"externalIPs":["203.0.113.22"]'
 		sp_slice more 8080 10.244.1.22@node-b
+		if [ "$variant" = badsched ]; then
+			# A scheduler the planner knows but this kernel lacks
+			# (CONFIG_IP_VS_TWOS is not set in the lab kernel).
+			sp_svc badsched ClusterIP 10.96.0.23 80 '' "$(printf "$SCHED" twos)"
+			sp_slice badsched 8080 10.244.1.22@node-b
+		fi
 		;;
 	esac
 	sp_write "$1"
 }
 write_cluster "$work/base.json" base
 write_cluster "$work/changed.json" changed
+write_cluster "$work/badsched.json" badsched
 
 # Node ports on the node network only (all local addresses, the default, is
 # covered by scenarios-ipvs.sh), so that the plan printed without a kernel
@@ -183,6 +190,13 @@ rc=$?
 grep -q '192.168.0.10' "$work/sync.err" || sp_fail "node IP as externalIP not reported"
 expect_kernel_equals_plan "$work/base.json" "first sync"
 sp_ok "sync: ipvsadm-save equals the plan, kube-ipvs0 holds exactly the planned addresses"
+helper_rules() { sed -n '/^# iptables-save$/,$p'; }
+agent plan "$work/base.json" 2>/dev/null | helper_rules >"$work/want-ipt"
+agent state "$work/base.json" 2>/dev/null | helper_rules >"$work/have-ipt"
+diff -u "$work/want-ipt" "$work/have-ipt" >&2 || sp_fail "helper rules read back differ from the plan"
+grep -q -- '-A KUBE-POSTROUTING -s 10.244.0.11/32 -d 10.244.0.11/32 -p tcp -m tcp --dport 8080 -j MASQUERADE' \
+	"$work/have-ipt" || sp_fail "hairpin rule missing"
+sp_ok "helper iptables rules read back equal the plan"
 nsx $N ipvsadm-save -n | grep -q '192.168.0.10:80 ' && sp_fail "node IP externalIP reached IPVS"
 nsx $N ip rule | grep -q 'to 192.168.0.10 ipproto tcp dport 80 ' && sp_fail "node IP captured"
 sp_ok "a node IP given as externalIP is refused and nothing of it reaches the kernel"
@@ -235,6 +249,9 @@ sp_ok "LB IP (Local): local endpoint only, client source kept"
 [ "$(fetch $P1 198.51.100.4 80)" = r1 ] || sp_fail "LB IP (Local, no local endpoint) from a pod"
 [ "$(fetch $N 198.51.100.4 80)" = r1 ] || sp_fail "LB IP (Local, no local endpoint) from the node"
 sp_ok "LB IP (Local) without local endpoint: in-cluster clients fall back to cluster endpoints"
+[ -z "$(fetch $C 198.51.100.4 80)" ] || sp_fail "LB IP (Local, no local endpoint) answered off-cluster"
+[ -z "$(fetch $C 192.168.0.10 30083)" ] || sp_fail "node port (Local, no local endpoint) answered off-cluster"
+sp_ok "LB IP and node port (Local) without local endpoint: off-cluster clients dropped"
 
 [ "$(fetch $P1 198.51.100.2 80)" = elb-pass ] || sp_fail "pass-through LB IP captured (pod)"
 [ "$(fetch $N 198.51.100.2 80)" = elb-pass ] || sp_fail "pass-through LB IP captured (node)"
@@ -256,8 +273,15 @@ held=$!
 for i in $(seq 100); do [ -s "$work/held" ] && break; sleep 0.1; done
 busy=$(head -n1 "$work/held")
 [ -n "$busy" ] || sp_fail "wlc: held connection got no answer"
+wlc_try() {
+	for t in 1 2 3; do
+		o=$(echo x | nsx $P2 timeout 10 socat -T5 - TCP:10.96.0.19:9090 2>/dev/null | head -n1)
+		[ -n "$o" ] && break
+	done
+	echo "$o"
+}
 for i in 1 2 3 4; do
-	other=$(echo x | nsx $P2 timeout 10 socat -T5 - TCP:10.96.0.19:9090 2>/dev/null | head -n1)
+	other=$(wlc_try)
 	[ -n "$other" ] || sp_fail "wlc: no answer"
 	[ -n "$other" ] && [ "$other" != "$busy" ] ||
 		{ nsx $N ipvsadm -Ln -t 10.96.0.19:9090 >&2; sp_fail "wlc sent a new connection to the busy server $busy"; }
@@ -279,7 +303,7 @@ nsx $N ipvsadm -Ln -t 10.96.0.21:9090 >"$work/grace"
 grep -q '10.244.1.21:9090 *Masq *0 *1' "$work/grace" ||
 	{ cat "$work/grace" >&2; sp_fail "graceful: leaving r1 is not drained (weight 0, 1 active)"; }
 grep -q '10.244.1.22:9090 *Masq *1 ' "$work/grace" || sp_fail "graceful: r2 not added"
-[ "$(echo x | nsx $P2 timeout 3 socat -T1 - TCP:10.96.0.21:9090 2>/dev/null | head -n1)" = r2 ] ||
+[ "$(echo x | nsx $P2 timeout 10 socat -T5 - TCP:10.96.0.21:9090 2>/dev/null | head -n1)" = r2 ] ||
 	sp_fail "graceful: a new connection went to the draining server"
 touch "$work/go"
 wait $long
@@ -324,6 +348,17 @@ kernel_addrs >"$work/have-addrs"
 planned_addrs "$work/changed.json" | diff -u - "$work/have-addrs" >&2 || sp_fail "addresses not repaired"
 [ "$(fetch $C 198.51.100.1 80)" != "" ] || sp_fail "capture rule not repaired"
 sp_ok "restart + drift repair: IPVS, kube-ipvs0 and capture rules back to the plan; foreign VS kept"
+
+# ---- one bad Service does not stop the others ---------------------------
+agent sync "$work/badsched.json" 2>"$work/bad.err"
+[ $? = 1 ] || sp_fail "a refused virtual server did not make sync report it"
+grep -q 'virtual server TCP 10.96.0.23:80 (default/badsched:p (ClusterIP)).*scheduler' "$work/bad.err" ||
+	{ cat "$work/bad.err" >&2; sp_fail "the error does not name the virtual server and the cause"; }
+nsx $N ipvsadm-save -n | grep -v '10.99.0.1:80' | sort >"$work/have"
+planned_ipvs "$work/badsched.json" | grep -v '10.96.0.23:80' >"$work/want"
+diff -u "$work/want" "$work/have" >&2 || sp_fail "the other Services were not programmed"
+agent sync "$work/changed.json" 2>/dev/null
+sp_ok "a Service with an unknown scheduler is reported by name; the others are programmed"
 
 # ---- whole-address capture (kube-proxy's way) --------------------------
 nsx $N "$drive" $OPTS --whole-address sync "$work/changed.json" 2>/dev/null
