@@ -56,22 +56,26 @@ def kp_estimate(res, S):
 def table(res):
     out = []
     m = res.get("machine", {})
-    out.append("svcproxy benchmark, %s, %s cores, %s MiB, kernel %s (run %s, %s s)"
+    out.append("svcproxy benchmark, %s, %s cores, %s MiB, kernel %s (run %s, %s s, commit %s, "
+               "load average %s at start, %s at end)"
                % (m.get("cpu"), m.get("cores"), m.get("mem_mib"), m.get("kernel"),
-                  res.get("started"), res.get("duration_s")))
+                  res.get("started"), res.get("duration_s"), m.get("commit"),
+                  m.get("loadavg_at_start"), res.get("loadavg_at_end")))
     if res.get("lab_machine"):
         out.append("ipvs rows: kernel lab (user-mode-linux %s)" % res["lab_machine"]["kernel"])
     out.append("")
     out.append("Full sync from empty (one-shot `svcproxy sync`, fresh namespace)")
-    hdr = "%-9s %6s %10s %9s %9s %8s %8s | %-24s %10s %8s"
-    out.append(hdr % ("mode", "S", "wall", "user", "sys", "RSS MiB", "msgs", "tool", "tool wall",
-                      "sp/tool"))
+    hdr = "%-9s %6s %9s %9s %9s %7s %7s | %-23s %9s %9s %9s %7s | %7s"
+    out.append(hdr % ("mode", "S", "wall", "user", "sys", "RSS MiB", "msgs", "tool", "wall",
+                      "user", "sys", "RSS MiB", "sp/tool"))
     for r in res.get("control", []):
         f, t = r["full"], r["tool"]
+        tf = t["full"]
         out.append(hdr % (r["mode"], r["services"], fnum(wall(f)), fnum(f.get("user")),
                           fnum(f.get("sys")), fnum(f.get("maxrss_kb", 0) / 1024, ""),
-                          f.get("messages_sent", "-"), t["tool"], fnum(wall(t["full"])),
-                          ratio(wall(f), wall(t["full"]))))
+                          f.get("messages_sent", "-"), t["tool"], fnum(wall(tf)),
+                          fnum(tf.get("user")), fnum(tf.get("sys")),
+                          fnum(tf.get("maxrss_kb", 0) / 1024, ""), ratio(wall(f), wall(tf))))
     out.append("")
     out.append("Incremental: one-shot sync (re-reads the kernel, full=1), the daemon's partial "
                "sync (its log), and the tool loading only the change")
@@ -112,20 +116,21 @@ def table(res):
     dp = res.get("datapath", [])
     if dp:
         out.append("")
-        out.append("Data path: TCP connect() to the last Service's ClusterIP from a client "
-                   "namespace through the node namespace (median, p90; direct = to an "
-                   "endpoint, no Service rules)")
-        hdr = "%-9s %6s %12s %12s %12s %12s %9s"
-        out.append(hdr % ("mode", "S", "direct", "service", "service p90", "rules cost",
+        out.append("Data path: TCP connect() from a client namespace through the node "
+                   "namespace (holding the rules) to the last Service's ClusterIP, and directly "
+                   "to one of its endpoints (still through the node's rules, matching none); "
+                   "median and p90 of every connect but the first tenth")
+        hdr = "%-9s %6s %11s %11s %9s | %11s %11s %9s"
+        out.append(hdr % ("mode", "S", "service", "p90", "vs S=min", "direct", "p90",
                           "vs S=min"))
         base = {}
         for r in sorted(dp, key=lambda r: (r["mode"], r["services"])):
             svc, direct = r.get("service", {}), r.get("direct", {})
             ms, md = svc.get("median_us"), direct.get("median_us")
-            base.setdefault(r["mode"], ms)
-            out.append(hdr % (r["mode"], r["services"], us(md), us(ms), us(svc.get("p90_us")),
-                              us(ms - md if ms is not None and md is not None else None),
-                              ratio(ms, base[r["mode"]])))
+            base.setdefault(r["mode"], (ms, md))
+            out.append(hdr % (r["mode"], r["services"], us(ms), us(svc.get("p90_us")),
+                              ratio(ms, base[r["mode"]][0]), us(md), us(direct.get("p90_us")),
+                              ratio(md, base[r["mode"]][1])))
     if res.get("warnings"):
         out.append("")
         out.append("Targets missed (reported, not enforced):")
@@ -147,7 +152,8 @@ class Panel:
         self.x, self.y, self.w, self.h = x, y, w, h
         self.title, self.xlabel, self.ylabel = title, xlabel, ylabel
         self.logx = logx
-        self.x0, self.x1 = self.bounds(xs, logx)
+        xv = [v for v in xs if v and v > 0] or [1, 10]
+        self.x0, self.x1 = min(xv) / 1.6, max(xv) * 1.6
         self.y0, self.y1 = self.bounds(ys, True)
         self.parts = []
 
@@ -251,12 +257,14 @@ def svg(res):
     for m in modes:
         rows = sorted((r for r in ctl if r["mode"] == m), key=lambda r: r["services"])
         p1.line([(r["services"], wall(r["full"])) for r in rows], COLORS[m], "",
-                "svcproxy " + m, row)
+                "svcproxy " + m + (" (kernel lab, UML)" if m == "ipvs" else ""), row)
         p1.line([(r["services"], wall(r["tool"]["full"])) for r in rows], COLORS[m], "5,4",
                 rows[0]["tool"]["tool"] if rows else None, row + 1)
         row += 2
     if kp:
-        p1.line(kp, COLORS["kube-proxy nft"], "2,3", "nft -f, kube-proxy layout", row)
+        p1.line(kp, COLORS["kube-proxy nft"], "2,3", "nft -f, kube-proxy layout (past %s: extrapolated)"
+                % short(max(k["services"] for k in res["kube_proxy_nft"]
+                            if k.get("status") == 0)), row)
     parts += p1.parts
     # 2. incremental (daemon partial, endpoint change) vs S
     pts = {m: [] for m in modes}

@@ -16,5 +16,5 @@ fi
 out=$(mktemp -d "${TMPDIR:-/tmp}/sp-bench-smoke.XXXXXX")
 trap 'rm -rf "$out"' EXIT
 python3 "$top_srcdir/bench/bench.py" --build "$top_builddir" --smoke \
-	--sizes 100 --datapath-sizes 10 --kube-proxy-sizes 100 --connects 300 --noop-wait 1 \
+	--sizes 100 --datapath-sizes 10 --kube-proxy-sizes 100 --connects 300 --noop-wait 1 --repeat 1 \
 	--lab-sizes 20 --lab-timeout 150 --lab-mem 384M --json "$out/smoke.json"
