@@ -88,9 +88,12 @@ struct sp_ipvs_state {
 	 * connections to a captured address carry an address replies can
 	 * reach (without it they would leave with the captured address). */
 	struct sp_addr route_src[2];
-	/* Helper rules (IPv4; programmed with src/kernel/iptc.c). Desired
-	 * state only: read-back states leave it empty. */
+	/* Helper rules, IPv4 and IPv6 (programmed with src/kernel/iptc.c).
+	 * Desired state only: read-back states leave them empty. has_ipv6:
+	 * the plan has IPv6 Service ports, so ip6tables is ours to program. */
 	struct sp_ipt_ruleset ipt;
+	struct sp_ipt_ruleset ipt6;
+	bool has_ipv6;
 };
 
 void sp_ipvs_state_init(struct sp_ipvs_state *st);
@@ -141,7 +144,8 @@ const char *sp_ipvs_dest_desc(const struct sp_ipvs_dest *d, char *buf);
 void sp_ipvs_print_services(const struct sp_ipvs_state *st, struct sp_buf *out);
 void sp_ipvs_print_link(const struct sp_ipvs_state *st, struct sp_buf *out);
 void sp_ipvs_print_rules(const struct sp_ipvs_state *st, struct sp_buf *out);
-void sp_ipvs_print_iptables(const struct sp_ipvs_state *st, struct sp_buf *out);
+/* family AF_INET: iptables-save text; AF_INET6: ip6tables-save text. */
+void sp_ipvs_print_iptables(const struct sp_ipvs_state *st, int family, struct sp_buf *out);
 void sp_ipvs_print(const struct sp_ipvs_state *st, struct sp_buf *out);
 void sp_ipvs_print_json(const struct sp_ipvs_state *st, struct sp_buf *out);
 

@@ -43,65 +43,70 @@ static const char *kind_name(enum sp_ipvs_vs_kind k)
 const char *const sp_ipvs_owned_chains[] = {"KUBE-SERVICES", "KUBE-POSTROUTING", "KUBE-MARK-MASQ",
 					    "KUBE-IPVS-FIREWALL", NULL};
 
-/* ---- helper rules (IPv4 iptables; see docs/ipvs.md for IPv6) ---------- */
+/* ---- helper rules (iptables for IPv4, ip6tables for IPv6) -------------- */
 
-static struct sp_ipt_rule *rule_in(struct lower_ctx *c, enum sp_ipt_table_id table,
+static struct sp_ipt_table *table_of(struct lower_ctx *c, int family, enum sp_ipt_table_id table)
+{
+	return family == AF_INET6 ? &c->st->ipt6.tables[table] : &c->st->ipt.tables[table];
+}
+
+static struct sp_ipt_rule *rule_in(struct lower_ctx *c, int family, enum sp_ipt_table_id table,
 				   const char *chain)
 {
-	return sp_ipt_rule_append(sp_ipt_chain_get(&c->st->ipt.tables[table], chain));
+	return sp_ipt_rule_append(sp_ipt_chain_get(table_of(c, family, table), chain));
 }
 
 /* A rule matching traffic to the virtual server: -d ADDR/32 -p P --dport N. */
 static struct sp_ipt_rule *vs_rule(struct lower_ctx *c, enum sp_ipt_table_id table,
 				   const char *chain, const struct sp_ipvs_service *svc)
 {
-	struct sp_ipt_rule *r = rule_in(c, table, chain);
+	struct sp_ipt_rule *r = rule_in(c, svc->addr.family, table, chain);
 
 	sp_ipt_set_host(&r->dst, &svc->addr);
 	sp_ipt_add_dport(r, svc->protocol, svc->port);
 	return r;
 }
 
-static void add_static_rules(struct lower_ctx *c)
+static void add_static_rules(struct lower_ctx *c, int f)
 {
 	struct sp_ipt_rule *r;
 
-	r = rule_in(c, SP_IPT_NAT, "PREROUTING");
+	r = rule_in(c, f, SP_IPT_NAT, "PREROUTING");
 	sp_ipt_add_comment(r, "kubernetes service portals");
 	sp_ipt_set_jump(r, "KUBE-SERVICES");
-	r = rule_in(c, SP_IPT_NAT, "OUTPUT");
+	r = rule_in(c, f, SP_IPT_NAT, "OUTPUT");
 	sp_ipt_add_comment(r, "kubernetes service portals");
 	sp_ipt_set_jump(r, "KUBE-SERVICES");
-	r = rule_in(c, SP_IPT_NAT, "POSTROUTING");
+	r = rule_in(c, f, SP_IPT_NAT, "POSTROUTING");
 	sp_ipt_add_comment(r, "kubernetes postrouting rules");
 	sp_ipt_set_jump(r, "KUBE-POSTROUTING");
-	r = rule_in(c, SP_IPT_NAT, "KUBE-MARK-MASQ");
+	r = rule_in(c, f, SP_IPT_NAT, "KUBE-MARK-MASQ");
 	r->target.kind = SP_IPT_T_MARK;
 	r->target.mark_value = c->mark;
 	r->target.mark_mask = c->mark;
-	sp_ipt_chain_get(&c->st->ipt.tables[SP_IPT_NAT], "KUBE-SERVICES");
-	r = rule_in(c, SP_IPT_FILTER, "INPUT");
+	sp_ipt_chain_get(table_of(c, f, SP_IPT_NAT), "KUBE-SERVICES");
+	r = rule_in(c, f, SP_IPT_FILTER, "INPUT");
 	sp_ipt_add_comment(r, "kubernetes ipvs access filter");
 	sp_ipt_set_jump(r, "KUBE-IPVS-FIREWALL");
-	sp_ipt_chain_get(&c->st->ipt.tables[SP_IPT_FILTER], "KUBE-IPVS-FIREWALL");
+	sp_ipt_chain_get(table_of(c, f, SP_IPT_FILTER), "KUBE-IPVS-FIREWALL");
 }
 
-static void add_masquerade_tail(struct lower_ctx *c)
+static void add_masquerade_tail(struct lower_ctx *c, int f)
 {
 	struct sp_ipt_rule *r;
 	struct sp_ipt_match *m;
 
-	r = rule_in(c, SP_IPT_NAT, "KUBE-POSTROUTING");
+	r = rule_in(c, f, SP_IPT_NAT, "KUBE-POSTROUTING");
 	m = sp_ipt_match_add(r, SP_IPT_M_MARK);
 	m->invert = true;
 	m->u.mark.value = c->mark;
 	m->u.mark.mask = c->mark;
 	sp_ipt_set_verdict(r, SP_IPT_T_RETURN);
-	r = rule_in(c, SP_IPT_NAT, "KUBE-POSTROUTING");
+	r = rule_in(c, f, SP_IPT_NAT, "KUBE-POSTROUTING");
 	r->target.kind = SP_IPT_T_MARK; /* --xor-mark: clear it for the next hop */
 	r->target.mark_value = c->mark;
 	r->target.mark_mask = 0;
-	r = rule_in(c, SP_IPT_NAT, "KUBE-POSTROUTING");
+	r = rule_in(c, f, SP_IPT_NAT, "KUBE-POSTROUTING");
 	sp_ipt_add_comment(r, "kubernetes service traffic requiring SNAT");
 	sp_ipt_set_verdict(r, SP_IPT_T_MASQUERADE);
 }
@@ -121,10 +126,8 @@ static void add_masq_rule(struct lower_ctx *c, const struct sp_ipvs_service *svc
 {
 	struct sp_ipt_rule *r;
 
-	if (svc->addr.family != AF_INET)
-		return;
 	if (svc->kind == SP_IPVS_VS_CLUSTER_IP && !c->plan->masquerade_all) {
-		const struct sp_cidr *cidr = first_cluster_cidr(c->plan, AF_INET);
+		const struct sp_cidr *cidr = first_cluster_cidr(c->plan, svc->addr.family);
 
 		if (!cidr)
 			return;
@@ -143,12 +146,10 @@ static void add_source_range_rules(struct lower_ctx *c, const struct sp_plan_svc
 {
 	size_t n = 0;
 
-	if (svc->addr.family != AF_INET)
-		return;
 	for (size_t i = 0; i < sp->n_source_ranges; i++) {
 		struct sp_ipt_rule *r;
 
-		if (sp->source_ranges[i].addr.family != AF_INET)
+		if (sp->source_ranges[i].addr.family != svc->addr.family)
 			continue;
 		r = vs_rule(c, SP_IPT_FILTER, "KUBE-IPVS-FIREWALL", svc);
 		r->src = sp->source_ranges[i];
@@ -168,10 +169,8 @@ static void add_local_drop_rules(struct lower_ctx *c, const struct sp_ipvs_servi
 	struct sp_ipt_rule *r;
 	struct sp_ipt_match *m;
 
-	if (svc->addr.family != AF_INET)
-		return;
 	for (size_t i = 0; i < c->plan->n_cluster_cidrs; i++) {
-		if (c->plan->cluster_cidrs[i].addr.family != AF_INET)
+		if (c->plan->cluster_cidrs[i].addr.family != svc->addr.family)
 			continue;
 		r = vs_rule(c, SP_IPT_FILTER, "KUBE-IPVS-FIREWALL", svc);
 		r->src = c->plan->cluster_cidrs[i];
@@ -209,7 +208,7 @@ static void collect_hairpins(struct lower_ctx *c, const struct sp_plan_svcport *
 		const struct sp_plan_endpoint *ep = &sp->endpoints[i];
 		struct hairpin *h;
 
-		if (!ep->local || ep->addr.family != AF_INET)
+		if (!ep->local)
 			continue;
 		h = sp_array_push(&c->hairpins, &c->n_hairpins, &c->cap_hairpins, sizeof(*h));
 		h->addr = ep->addr;
@@ -231,7 +230,7 @@ static void add_hairpin_rules(struct lower_ctx *c)
 
 		if (i && hairpin_cmp(h, &c->hairpins[i - 1]) == 0)
 			continue;
-		r = rule_in(c, SP_IPT_NAT, "KUBE-POSTROUTING");
+		r = rule_in(c, h->addr.family, SP_IPT_NAT, "KUBE-POSTROUTING");
 		sp_ipt_set_host(&r->src, &h->addr);
 		sp_ipt_set_host(&r->dst, &h->addr);
 		sp_ipt_add_dport(r, h->protocol, h->port);
@@ -413,11 +412,17 @@ int sp_ipvs_lower_local(const struct sp_plan *plan, const struct sp_addr *local,
 	collect_nodeport_addrs(&c, local, n_local);
 	for (size_t i = plan->n_node_ips; i-- > 0;)
 		st->route_src[plan->node_ips[i].family == AF_INET6] = plan->node_ips[i];
-	add_static_rules(&c);
+	for (size_t i = 0; i < plan->n_svcports; i++)
+		st->has_ipv6 |= plan->svcports[i].family == AF_INET6;
+	add_static_rules(&c, AF_INET);
+	if (st->has_ipv6)
+		add_static_rules(&c, AF_INET6);
 	for (size_t i = 0; i < plan->n_svcports; i++)
 		lower_svcport(&c, &plan->svcports[i]);
 	add_hairpin_rules(&c);
-	add_masquerade_tail(&c);
+	add_masquerade_tail(&c, AF_INET);
+	if (st->has_ipv6)
+		add_masquerade_tail(&c, AF_INET6);
 	free(c.nodeport_addrs);
 	sp_ipvs_state_sort(st);
 	return drop_conflicts(&c);

@@ -131,10 +131,12 @@ void sp_ipvs_print_rules(const struct sp_ipvs_state *st, struct sp_buf *out)
 	}
 }
 
-void sp_ipvs_print_iptables(const struct sp_ipvs_state *st, struct sp_buf *out)
+void sp_ipvs_print_iptables(const struct sp_ipvs_state *st, int family, struct sp_buf *out)
 {
-	sp_ipt_print_table(&st->ipt.tables[SP_IPT_NAT], out);
-	sp_ipt_print_table(&st->ipt.tables[SP_IPT_FILTER], out);
+	const struct sp_ipt_ruleset *rs = family == AF_INET6 ? &st->ipt6 : &st->ipt;
+
+	sp_ipt_print_table(&rs->tables[SP_IPT_NAT], out);
+	sp_ipt_print_table(&rs->tables[SP_IPT_FILTER], out);
 }
 
 void sp_ipvs_print(const struct sp_ipvs_state *st, struct sp_buf *out)
@@ -146,7 +148,11 @@ void sp_ipvs_print(const struct sp_ipvs_state *st, struct sp_buf *out)
 	sp_buf_add(out, "# ip: capture rules\n");
 	sp_ipvs_print_rules(st, out);
 	sp_buf_add(out, "# iptables-save\n");
-	sp_ipvs_print_iptables(st, out);
+	sp_ipvs_print_iptables(st, AF_INET, out);
+	if (st->has_ipv6) {
+		sp_buf_add(out, "# ip6tables-save\n");
+		sp_ipvs_print_iptables(st, AF_INET6, out);
+	}
 }
 
 static void json_str(struct sp_buf *out, const char *s)
@@ -216,7 +222,12 @@ void sp_ipvs_print_json(const struct sp_ipvs_state *st, struct sp_buf *out)
 	}
 	sp_buf_add(out, "],\n  \"iptables\": ");
 	sp_buf_init(&rules);
-	sp_ipvs_print_iptables(st, &rules);
+	sp_ipvs_print_iptables(st, AF_INET, &rules);
+	json_str(out, rules.data);
+	sp_buf_reset(&rules);
+	sp_buf_add(out, ",\n  \"ip6tables\": ");
+	if (st->has_ipv6)
+		sp_ipvs_print_iptables(st, AF_INET6, &rules);
 	json_str(out, rules.data);
 	sp_buf_free(&rules);
 	sp_buf_add(out, "\n}\n");

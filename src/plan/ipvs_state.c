@@ -12,6 +12,7 @@ void sp_ipvs_state_init(struct sp_ipvs_state *st)
 {
 	memset(st, 0, sizeof(*st));
 	sp_ipt_ruleset_init(&st->ipt, AF_INET);
+	sp_ipt_ruleset_init(&st->ipt6, AF_INET6);
 }
 
 void sp_ipvs_state_free(struct sp_ipvs_state *st)
@@ -24,6 +25,7 @@ void sp_ipvs_state_free(struct sp_ipvs_state *st)
 	free(st->link_addrs);
 	free(st->rules);
 	sp_ipt_ruleset_free(&st->ipt);
+	sp_ipt_ruleset_free(&st->ipt6);
 	memset(st, 0, sizeof(*st));
 }
 

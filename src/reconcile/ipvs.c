@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <linux/ip_vs.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -111,8 +112,6 @@ static int read_actual(struct sp_backend *be, struct actual *act,
 {
 	int ret;
 
-	sp_ipvs_state_init(&act->all);
-	sp_ipvs_state_init(&act->owned);
 	act->ifindex = sp_ipvs_link_find(be->rt, diag);
 	if (act->ifindex < 0)
 		return -1;
@@ -138,6 +137,13 @@ static int read_actual(struct sp_backend *be, struct actual *act,
 	}
 	sp_ipvs_state_sort(&act->owned);
 	return 0;
+}
+
+static void actual_init(struct actual *act)
+{
+	sp_ipvs_state_init(&act->all);
+	sp_ipvs_state_init(&act->owned);
+	act->ifindex = 0;
 }
 
 static void actual_free(struct actual *act)
@@ -511,25 +517,99 @@ static const struct sp_iptc_owner helper_owner = {.names = sp_ipvs_owned_chains}
 /* filter first: an access rule is in place before nat lets traffic in. */
 static const enum sp_ipt_table_id helper_tables[] = {SP_IPT_FILTER, SP_IPT_NAT};
 
-/* Returns 0 unchanged, 1 changed, -1 failed (diag). */
-static int sync_helper_rules(const struct sp_ipvs_state *want, struct sp_buf *diff,
-			     size_t *changed, struct sp_diag *diag)
+/* Whether the kernel has this ip6tables table (a node without IPv6
+ * netfilter has nothing of ours there either). */
+static bool ip6_table_present(enum sp_ipt_table_id id)
+{
+	FILE *f = fopen("/proc/net/ip6_tables_names", "re");
+	char line[64];
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		found = strcmp(line, sp_ipt_table_name(id)) == 0;
+	}
+	fclose(f);
+	return found;
+}
+
+static int cleanup_helper_family(int family, struct sp_diag *diag)
 {
 	int ret = 0;
 
 	for (size_t i = 0; i < SP_ARRAY_SIZE(helper_tables); i++) {
 		struct sp_iptc_stats st = {0};
-		int r = sp_iptc_sync_table(&want->ipt.tables[helper_tables[i]], &helper_owner, diff,
-					   &st, diag);
 
-		if (r < 0)
+		if (family == AF_INET6 && !ip6_table_present(helper_tables[i]))
+			continue;
+		if (sp_iptc_cleanup_table_family(family, helper_tables[i], &helper_owner, &st,
+						 diag) < 0)
 			ret = -1;
-		else if (r > 0 && ret == 0)
-			ret = 1;
-		if (changed)
-			*changed += st.chains_changed;
 	}
 	return ret;
+}
+
+/* Returns 0 unchanged, 1 changed, -1 failed (diag). IPv6 rules only when
+ * the plan has IPv6 Service ports; otherwise what an earlier dual-stack sync
+ * left in ip6tables is removed. */
+static int sync_helper_rules(const struct sp_ipvs_state *want, struct sp_buf *diff,
+			     size_t *changed, struct sp_diag *diag)
+{
+	int ret = 0;
+
+	for (int v6 = 0; v6 < 2; v6++) {
+		const struct sp_ipt_ruleset *rs = v6 ? &want->ipt6 : &want->ipt;
+
+		if (v6 && !want->has_ipv6) {
+			if (!diff && cleanup_helper_family(AF_INET6, diag) < 0)
+				ret = -1;
+			continue;
+		}
+		for (size_t i = 0; i < SP_ARRAY_SIZE(helper_tables); i++) {
+			struct sp_iptc_stats st = {0};
+			int r = sp_iptc_sync_table(&rs->tables[helper_tables[i]], &helper_owner,
+						   diff, &st, diag);
+
+			if (r < 0)
+				ret = -1;
+			else if (r > 0 && ret == 0)
+				ret = 1;
+			if (changed)
+				*changed += st.chains_changed;
+		}
+	}
+	return ret;
+}
+
+static int print_helper_state(int family, struct sp_buf *out, struct sp_diag *diag)
+{
+	struct sp_buf text;
+	bool any = family == AF_INET;
+
+	sp_buf_init(&text);
+	for (size_t i = SP_ARRAY_SIZE(helper_tables); i-- > 0;) {
+		struct sp_ipt_table t;
+
+		if (family == AF_INET6 && !ip6_table_present(helper_tables[i]))
+			continue;
+		if (sp_iptc_read_table_family(family, helper_tables[i], &helper_owner, &t, diag) <
+		    0) {
+			sp_buf_free(&text);
+			return -1;
+		}
+		for (size_t c = 0; c < t.n_chains; c++)
+			any |= !t.chains[c].builtin || t.chains[c].n_rules > 0;
+		sp_ipt_print_table(&t, &text);
+		sp_ipt_table_free(&t);
+	}
+	if (any && text.data) {
+		sp_buf_add(out, family == AF_INET6 ? "# ip6tables-save\n" : "# iptables-save\n");
+		sp_buf_add(out, text.data);
+	}
+	sp_buf_free(&text);
+	return 0;
 }
 
 /* ---- the backend ------------------------------------------------------ */
@@ -616,6 +696,7 @@ static int ipvs_sync(struct sp_backend *be, const struct sp_plan *plan, bool ful
 	}
 	if (sp_ipvs_sysctls_apply(plan->ipvs_strict_arp || be->strict_arp, diag) < 0)
 		ret = 1;
+	actual_init(&act);
 	if (read_actual(be, &act, &want, diag) < 0) {
 		actual_free(&act);
 		sp_ipvs_state_free(&want);
@@ -734,8 +815,7 @@ static int ipvs_diff(struct sp_backend *be, const struct sp_plan *plan, struct s
 	int helper;
 
 	sp_ipvs_state_init(&want);
-	sp_ipvs_state_init(&act.all);
-	sp_ipvs_state_init(&act.owned);
+	actual_init(&act);
 	if (lower_here(be, plan, &want, diag) < 0 || read_actual(be, &act, &want, diag) < 0) {
 		actual_free(&act);
 		sp_ipvs_state_free(&want);
@@ -767,6 +847,7 @@ static int ipvs_cleanup(struct sp_backend *be, struct sp_diag *diag)
 	struct actual act;
 	int ret = 0;
 
+	actual_init(&act);
 	if (read_actual(be, &act, NULL, diag) < 0) {
 		actual_free(&act);
 		return -1;
@@ -789,12 +870,8 @@ static int ipvs_cleanup(struct sp_backend *be, struct sp_diag *diag)
 		ret = -1;
 	if (act.ifindex > 0 && sp_ipvs_link_delete(be->rt, diag) < 0)
 		ret = -1;
-	for (size_t i = 0; i < SP_ARRAY_SIZE(helper_tables); i++) {
-		struct sp_iptc_stats st = {0};
-
-		if (sp_iptc_cleanup_table(helper_tables[i], &helper_owner, &st, diag) < 0)
-			ret = -1;
-	}
+	if (cleanup_helper_family(AF_INET, diag) < 0 || cleanup_helper_family(AF_INET6, diag) < 0)
+		ret = -1;
 	be->n_drains = 0;
 	actual_free(&act);
 	return ret;
@@ -804,6 +881,7 @@ static int ipvs_print_state(struct sp_backend *be, struct sp_buf *out, struct sp
 {
 	struct actual act;
 
+	actual_init(&act);
 	if (read_actual(be, &act, NULL, diag) < 0) {
 		actual_free(&act);
 		return -1;
@@ -815,16 +893,9 @@ static int ipvs_print_state(struct sp_backend *be, struct sp_buf *out, struct sp
 	sp_buf_add(out, "# ip: capture rules\n");
 	sp_ipvs_print_rules(&act.owned, out);
 	actual_free(&act);
-	sp_buf_add(out, "# iptables-save\n");
-	for (size_t i = 0; i < SP_ARRAY_SIZE(helper_tables); i++) {
-		struct sp_ipt_table t;
-
-		if (sp_iptc_read_table(helper_tables[SP_ARRAY_SIZE(helper_tables) - 1 - i],
-				       &helper_owner, &t, diag) < 0)
-			return -1;
-		sp_ipt_print_table(&t, out);
-		sp_ipt_table_free(&t);
-	}
+	if (print_helper_state(AF_INET, out, diag) < 0 ||
+	    print_helper_state(AF_INET6, out, diag) < 0)
+		return -1;
 	return 0;
 }
 

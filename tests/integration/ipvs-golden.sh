@@ -21,7 +21,8 @@ section() { # section FILE HEADER: the lines after "# HEADER" up to the next "# 
 if [ -z "${SP_LAB_GUEST:-}" ]; then
 	work=$(mktemp -d)
 	trap 'rm -rf "$work"' EXIT
-	plan() { "$drive" --node node-a --cluster-cidr 10.244.0.0/16 plan "$fixture" 2>/dev/null; }
+	plan() { "$drive" --node node-a --cluster-cidr 10.244.0.0/16 --cluster-cidr fd00:244::/56 \
+		plan "$fixture" 2>/dev/null; }
 	plan >"$work/plan1"
 	plan >"$work/plan2"
 	cmp -s "$work/plan1" "$work/plan2" || fail "plan output is not deterministic"
@@ -49,6 +50,7 @@ nsx() { ip netns exec $ns "$@"; }
 nsx ip link set lo up
 nsx ip link add eth0 type dummy
 nsx ip addr add 192.168.0.10/24 dev eth0
+nsx ip addr add fd00:1::10/64 dev eth0 nodad
 nsx ip link set eth0 up
 
 section "$plan" "ipvsadm-save -n" >"$work/ipvs"
@@ -71,3 +73,11 @@ nsx iptables-legacy-restore <"$work/ipt" || fail "iptables-legacy-restore refuse
 	grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]/[0:0]/' >"$work/ipt-back"
 diff -u "$work/ipt" "$work/ipt-back" >&2 || fail "iptables-legacy-save differs from the plan"
 echo "ok: iptables-legacy-restore accepts the helper rules; iptables-legacy-save reads them back unchanged"
+
+section "$plan" "ip6tables-save" >"$work/ip6t"
+[ -s "$work/ip6t" ] || fail "no IPv6 helper rules in the plan"
+nsx ip6tables-legacy-restore <"$work/ip6t" || fail "ip6tables-legacy-restore refused the plan"
+{ nsx ip6tables-legacy-save -t nat; nsx ip6tables-legacy-save -t filter; } |
+	grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]/[0:0]/' >"$work/ip6t-back"
+diff -u "$work/ip6t" "$work/ip6t-back" >&2 || fail "ip6tables-legacy-save differs from the plan"
+echo "ok: ip6tables-legacy-restore accepts the IPv6 helper rules and reads them back unchanged"

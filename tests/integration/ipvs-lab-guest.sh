@@ -368,12 +368,53 @@ nsx $N ip rule | grep -q 'to 198.51.100.1 ipproto' && sp_fail "whole-address: ca
 [ "$(fetch $P1 198.51.100.1 8443)" = "" ] || sp_fail "whole-address: other port should be captured"
 sp_ok "whole-address capture binds the LB IP (and, as documented, swallows its other ports)"
 
+# ---- IPv6 ----------------------------------------------------------------
+nsx $N ip addr add fd00:1::10/64 dev eth1 nodad
+nsx $R ip addr add fd00:1::2/64 dev eth0 nodad
+nsx $R ip addr add fd00:244::21/128 dev lo
+nsx $R ip -6 route add default via fd00:1::10
+nsx $N ip -6 route add fd00:244::/64 via fd00:1::2
+nsx $N sysctl -qw net.ipv6.conf.all.forwarding=1
+nsx $R timeout 300 socat TCP6-LISTEN:8080,bind=[fd00:244::21],fork,reuseaddr \
+	SYSTEM:'echo r6 $SOCAT_PEERADDR' >/dev/null 2>&1 &
+cat >"$work/v6.json" <<'EOF'
+{"apiVersion":"v1","kind":"List","items":[
+{"apiVersion":"v1","kind":"Node","metadata":{"name":"node-a"},"status":{"addresses":[
+ {"type":"InternalIP","address":"192.168.0.10"},{"type":"InternalIP","address":"fd00:1::10"}]}},
+{"apiVersion":"v1","kind":"Service","metadata":{"name":"web6","namespace":"default"},
+ "spec":{"type":"LoadBalancer","ipFamilies":["IPv6"],"clusterIP":"fd00:96::10","clusterIPs":["fd00:96::10"],
+ "ports":[{"name":"p","protocol":"TCP","port":80,"targetPort":8080,"nodePort":30090}]},
+ "status":{"loadBalancer":{"ingress":[{"ip":"2001:db8::1"}]}}},
+{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"web6-1","namespace":"default",
+ "labels":{"kubernetes.io/service-name":"web6"}},"addressType":"IPv6",
+ "ports":[{"name":"p","protocol":"TCP","port":8080}],
+ "endpoints":[{"addresses":["fd00:244::21"],"conditions":{"ready":true},"nodeName":"node-b"}]}]}
+EOF
+V6OPTS="$OPTS --nodeport-addresses fd00:1::/64 --cluster-cidr fd00:244::/56"
+nsx $N "$drive" $V6OPTS sync "$work/v6.json" 2>/dev/null || sp_fail "IPv6 sync"
+nsx $N ipvsadm-save -n | grep -v '10.99.0.1:80' | sort >"$work/have"
+nsx $N "$drive" $V6OPTS plan "$work/v6.json" 2>/dev/null | sed -n '/^# ipvsadm-save/,/^# ip:/p' |
+	grep '^-' | sort | diff -u - "$work/have" >&2 || sp_fail "IPv6: ipvsadm-save differs from the plan"
+kernel_addrs | grep -qx 'fd00:96::10/128' || sp_fail "IPv6: ClusterIP not on kube-ipvs0"
+nsx $N "$drive" $V6OPTS plan "$work/v6.json" 2>/dev/null | helper_rules >"$work/want-ipt"
+nsx $N "$drive" $V6OPTS state "$work/v6.json" 2>/dev/null | helper_rules >"$work/have-ipt"
+diff -u "$work/want-ipt" "$work/have-ipt" >&2 || sp_fail "IPv6: helper rules read back differ"
+grep -q '^# ip6tables-save' "$work/have-ipt" || sp_fail "IPv6: no ip6tables helper rules"
+for target in "[fd00:96::10]:80" "[2001:db8::1]:80" "[fd00:1::10]:30090"; do
+	got=$(nsx $N timeout 10 socat -T5 -u TCP:$target,connect-timeout=6 - 2>/dev/null </dev/null | cut -d' ' -f1)
+	[ "$got" = r6 ] || sp_fail "IPv6: $target from the node answered [$got]"
+done
+sp_ok "IPv6: virtual servers, /128 on kube-ipvs0, capture rules, ip6tables helper rules; traffic from the node"
+
 # ---- cleanup -------------------------------------------------------------
 agent cleanup "$work/changed.json" 2>"$work/cleanup.err" || { cat "$work/cleanup.err" >&2; sp_fail "cleanup failed"; }
 [ "$(nsx $N ipvsadm-save -n | grep -c '^-A')" = 1 ] || sp_fail "cleanup left virtual servers"
 nsx $N ipvsadm-save -n | grep -q 10.99.0.1:80 || sp_fail "cleanup removed a foreign virtual server"
 nsx $N ip link show kube-ipvs0 >/dev/null 2>&1 && sp_fail "cleanup left kube-ipvs0"
 nsx $N ip rule | grep -q 'lookup 2153' && sp_fail "cleanup left capture rules"
+nsx $N ip -6 rule | grep -q 'lookup 2153' && sp_fail "cleanup left IPv6 capture rules"
+nsx $N ip6tables-legacy-save | grep -q 'KUBE-' && sp_fail "cleanup left ip6tables helper rules"
+nsx $N iptables-legacy-save | grep -q 'KUBE-' && sp_fail "cleanup left iptables helper rules"
 [ -z "$(nsx $N ip route show table 2153 2>/dev/null)" ] || sp_fail "cleanup left table 2153"
-sp_ok "cleanup removes its virtual servers, kube-ipvs0 and capture rules, keeps foreign ones"
+sp_ok "cleanup removes its virtual servers, kube-ipvs0, capture and helper rules, keeps foreign ones"
 echo "ipvs-lab: all passed"

@@ -309,8 +309,11 @@ START_TEST(ipv6_service)
 	ck_assert(has_line(text, "-a -u [fd00:96::10]:80 -r [fd00:244::5]:53 -m -w 1"));
 	ck_assert(has_line(text, "ip -6 addr add fd00:96::10/128 dev kube-ipvs0"));
 	ck_assert_uint_eq(st.services[0].netmask, 128);
-	/* IPv6 helper rules are not programmed (libiptc here is IPv4 only). */
-	ck_assert(!strstr(text, "fd00:96::10/128 -p"));
+	/* Helper rules for IPv6 go to ip6tables. */
+	ck_assert(st.has_ipv6);
+	ck_assert(strstr(text, "# ip6tables-save\n"));
+	/* No IPv6 cluster CIDR known: no ClusterIP masquerade rule for it. */
+	ck_assert(!strstr(text, "-d fd00:96::10/128"));
 	free(text);
 	sp_ipvs_state_free(&st);
 	sp_diag_free(&diag);
