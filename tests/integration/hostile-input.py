@@ -150,7 +150,7 @@ bad_svc("duplicate-port-names", P + "spec.ports[1].name",
         ports=[{"name": "a", "protocol": "TCP", "port": 80},
                {"name": "a", "protocol": "TCP", "port": 81}])
 CLASH = ("the planner does not detect it (src/plan/plan.c); the hostile Service, having no "
-         "endpoints, makes the good one's traffic be rejected")
+         "endpoints, adds a reject for the good one's address and port")
 bad_svc("clashing-nodeport", "30080", xfail=CLASH,
         type="NodePort", ports=[{"name": "h", "protocol": "TCP", "port": 80, "nodePort": 30080}])
 bad_svc("clashing-clusterip", "10.96.0.10", xfail=CLASH, clusterIP="10.96.0.10", clusterIPs=["10.96.0.10"])
