@@ -172,12 +172,33 @@ int sp_nft_elem_cmp(const struct sp_nft_elem *a, const struct sp_nft_elem *b);
 bool sp_nft_elem_equal(const struct sp_nft_elem *a, const struct sp_nft_elem *b);
 bool sp_nft_set_same_type(const struct sp_nft_set *a, const struct sp_nft_set *b);
 /* Sort elements by key; a later duplicate key is dropped (and reported
- * when diag is given). */
-void sp_nft_set_sort(struct sp_nft_set *s, struct sp_diag *diag);
+ * when diag is given). Returns how many were dropped. */
+size_t sp_nft_set_sort(struct sp_nft_set *s, struct sp_diag *diag);
 
 /* Lower the plan. Conflicts (two Services claiming the same address and
- * port) are reported in diag (may be NULL); the first one wins. */
-void sp_nft_lower(const struct sp_plan *plan, struct sp_nft_ruleset *out, struct sp_diag *diag);
+ * port) are reported in diag (may be NULL); the first one wins. Returns
+ * how many such conflicts there were. */
+size_t sp_nft_lower(const struct sp_plan *plan, struct sp_nft_ruleset *out, struct sp_diag *diag);
+
+/* Index of the maps every lowered table has, first in its set array. */
+enum sp_nft_fixed_set {
+	SP_NFT_FS_SERVICE_IPS,
+	SP_NFT_FS_SERVICE_NODEPORTS,
+	SP_NFT_FS_NOEP_SERVICES,
+	SP_NFT_FS_NOEP_NODEPORTS,
+	SP_NFT_FS_FIREWALL_IPS,
+	SP_NFT_FS_HAIRPIN,
+	SP_NFT_FS_COUNT,
+};
+
+/* Lower only the given Service ports, for an incremental sync: one table
+ * per family (both always), each holding the fixed maps with only these
+ * ports' elements (hairpin-endpoints left empty), their chains and their
+ * affinity maps, and none of the shared chains. Global settings come from
+ * plan. Returns how many duplicate map keys were dropped (conflicts among
+ * these ports). */
+size_t sp_nft_lower_svcports(const struct sp_plan *plan, const struct sp_plan_svcport *const *sps,
+			     size_t n, struct sp_nft_ruleset *out);
 
 /* `nft -f` text. */
 void sp_nft_print_ruleset(const struct sp_nft_ruleset *rs, struct sp_buf *out);

@@ -265,13 +265,13 @@ static int elem_pos_cmp(const void *pa, const void *pb)
 	return a->pos < b->pos ? -1 : a->pos > b->pos;
 }
 
-void sp_nft_set_sort(struct sp_nft_set *s, struct sp_diag *diag)
+size_t sp_nft_set_sort(struct sp_nft_set *s, struct sp_diag *diag)
 {
 	struct elem_pos *tmp;
-	size_t n = 0;
+	size_t n = 0, dropped = 0;
 
 	if (s->n_elems < 2)
-		return;
+		return 0;
 	tmp = sp_xcalloc(s->n_elems, sizeof(*tmp));
 	for (size_t i = 0; i < s->n_elems; i++) {
 		tmp[i].elem = s->elems[i];
@@ -295,10 +295,12 @@ void sp_nft_set_sort(struct sp_nft_set *s, struct sp_diag *diag)
 					     s->elems[n - 1].chain ? s->elems[n - 1].chain : "drop",
 					     tmp[i].elem.chain ? tmp[i].elem.chain : "drop");
 			free(tmp[i].elem.chain);
+			dropped++;
 			continue;
 		}
 		s->elems[n++] = tmp[i].elem;
 	}
 	s->n_elems = n;
 	free(tmp);
+	return dropped;
 }

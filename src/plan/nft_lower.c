@@ -39,18 +39,17 @@ struct lower_ctx {
 	struct sp_diag *diag;
 };
 
-/* The maps every table has, first in its set array. Affinity maps are
- * appended later, which may move the array: hold indexes, not pointers. */
-enum fixed_set {
-	FS_SERVICE_IPS,
-	FS_SERVICE_NODEPORTS,
-	FS_NOEP_SERVICES,
-	FS_NOEP_NODEPORTS,
-	FS_FIREWALL_IPS,
-	FS_HAIRPIN,
-};
+/* The maps every table has, first in its set array (enum sp_nft_fixed_set).
+ * Affinity maps are appended later, which may move the array: hold indexes,
+ * not pointers. */
+#define FS_SERVICE_IPS SP_NFT_FS_SERVICE_IPS
+#define FS_SERVICE_NODEPORTS SP_NFT_FS_SERVICE_NODEPORTS
+#define FS_NOEP_SERVICES SP_NFT_FS_NOEP_SERVICES
+#define FS_NOEP_NODEPORTS SP_NFT_FS_NOEP_NODEPORTS
+#define FS_FIREWALL_IPS SP_NFT_FS_FIREWALL_IPS
+#define FS_HAIRPIN SP_NFT_FS_HAIRPIN
 
-static struct sp_nft_set *fixed(struct lower_ctx *x, enum fixed_set which)
+static struct sp_nft_set *fixed(struct lower_ctx *x, enum sp_nft_fixed_set which)
 {
 	return &x->t->sets[which];
 }
@@ -210,6 +209,25 @@ static void add_hairpin_elems(struct lower_ctx *x, struct sp_nft_set *set)
 	free(addrs);
 }
 
+static void add_fixed_sets(struct sp_nft_table *t)
+{
+	/* In the order of enum sp_nft_fixed_set. */
+	sp_nft_set_add(t, SET_SERVICE_IPS, SP_NFT_KEY_DADDR_PROTO_PORT);
+	sp_nft_set_add(t, SET_SERVICE_NODEPORTS, SP_NFT_KEY_PROTO_PORT);
+	sp_nft_set_add(t, SET_NOEP_SERVICES, SP_NFT_KEY_DADDR_PROTO_PORT);
+	sp_nft_set_add(t, SET_NOEP_NODEPORTS, SP_NFT_KEY_PROTO_PORT);
+	sp_nft_set_add(t, SET_FIREWALL_IPS, SP_NFT_KEY_DADDR_PROTO_PORT);
+	sp_nft_set_add(t, SET_HAIRPIN, SP_NFT_KEY_SADDR_DADDR)->plain = true;
+}
+
+static bool has_cluster_cidr(const struct sp_plan *p, int family)
+{
+	for (size_t i = 0; i < p->n_cluster_cidrs; i++)
+		if (p->cluster_cidrs[i].addr.family == family)
+			return true;
+	return false;
+}
+
 static void build_infrastructure(struct lower_ctx *x)
 {
 	struct sp_nft_table *t = x->t;
@@ -218,13 +236,7 @@ static void build_infrastructure(struct lower_ctx *x)
 	struct sp_nft_rule *r;
 	struct sp_nft_stmt *s;
 
-	/* In the order of enum fixed_set. */
-	sp_nft_set_add(t, SET_SERVICE_IPS, SP_NFT_KEY_DADDR_PROTO_PORT);
-	sp_nft_set_add(t, SET_SERVICE_NODEPORTS, SP_NFT_KEY_PROTO_PORT);
-	sp_nft_set_add(t, SET_NOEP_SERVICES, SP_NFT_KEY_DADDR_PROTO_PORT);
-	sp_nft_set_add(t, SET_NOEP_NODEPORTS, SP_NFT_KEY_PROTO_PORT);
-	sp_nft_set_add(t, SET_FIREWALL_IPS, SP_NFT_KEY_DADDR_PROTO_PORT);
-	sp_nft_set_add(t, SET_HAIRPIN, SP_NFT_KEY_SADDR_DADDR)->plain = true;
+	add_fixed_sets(t);
 
 	/* Filtering happens before DNAT, on the Service address itself. */
 	c = add_base(t, "filter-prerouting", "filter", NF_INET_PRE_ROUTING, FILTER_PRIO);
@@ -270,9 +282,7 @@ static void build_infrastructure(struct lower_ctx *x)
 	s = sp_nft_stmt_add(sp_nft_rule_add(c), SP_NFT_MARK_OR);
 	s->value = p->masquerade_mark;
 
-	for (size_t i = 0; i < p->n_cluster_cidrs; i++)
-		if (p->cluster_cidrs[i].addr.family == x->family)
-			x->masq_off_cluster = true;
+	x->masq_off_cluster = has_cluster_cidr(p, x->family);
 	if (x->masq_off_cluster && !p->masquerade_all) {
 		c = sp_nft_chain_add(t, CHAIN_MASQ_OFF_CLUSTER);
 		for (size_t i = 0; i < p->n_cluster_cidrs; i++) {
@@ -524,10 +534,11 @@ static void lower_svcport(struct lower_ctx *x, const struct sp_plan_svcport *sp)
 	svc_names_free(&nm);
 }
 
-static void lower_family(const struct sp_plan *plan, int family, struct sp_nft_ruleset *out,
-			 struct sp_diag *diag)
+static size_t lower_family(const struct sp_plan *plan, int family, struct sp_nft_ruleset *out,
+			   struct sp_diag *diag)
 {
 	struct lower_ctx x = {.plan = plan, .family = family, .diag = diag};
+	size_t dropped = 0;
 
 	x.t = sp_nft_table_add(out, family, SP_NFT_TABLE);
 	build_infrastructure(&x);
@@ -535,17 +546,42 @@ static void lower_family(const struct sp_plan *plan, int family, struct sp_nft_r
 		if (plan->svcports[i].family == family)
 			lower_svcport(&x, &plan->svcports[i]);
 	for (size_t i = 0; i < x.t->n_sets; i++)
-		sp_nft_set_sort(&x.t->sets[i], diag);
+		dropped += sp_nft_set_sort(&x.t->sets[i], diag);
+	return dropped;
 }
 
-void sp_nft_lower(const struct sp_plan *plan, struct sp_nft_ruleset *out, struct sp_diag *diag)
+size_t sp_nft_lower(const struct sp_plan *plan, struct sp_nft_ruleset *out, struct sp_diag *diag)
 {
 	bool v6 = false;
+	size_t dropped;
 
 	sp_nft_ruleset_init(out);
 	for (size_t i = 0; i < plan->n_svcports; i++)
 		v6 |= plan->svcports[i].family == AF_INET6;
-	lower_family(plan, AF_INET, out, diag);
+	dropped = lower_family(plan, AF_INET, out, diag);
 	if (v6)
-		lower_family(plan, AF_INET6, out, diag);
+		dropped += lower_family(plan, AF_INET6, out, diag);
+	return dropped;
+}
+
+size_t sp_nft_lower_svcports(const struct sp_plan *plan, const struct sp_plan_svcport *const *sps,
+			     size_t n, struct sp_nft_ruleset *out)
+{
+	static const int fams[] = {AF_INET, AF_INET6};
+	size_t dropped = 0;
+
+	sp_nft_ruleset_init(out);
+	for (size_t f = 0; f < SP_ARRAY_SIZE(fams); f++) {
+		struct lower_ctx x = {.plan = plan, .family = fams[f]};
+
+		x.t = sp_nft_table_add(out, fams[f], SP_NFT_TABLE);
+		x.masq_off_cluster = has_cluster_cidr(plan, fams[f]);
+		add_fixed_sets(x.t);
+		for (size_t i = 0; i < n; i++)
+			if (sps[i]->family == fams[f])
+				lower_svcport(&x, sps[i]);
+		for (size_t i = 0; i < x.t->n_sets; i++)
+			dropped += sp_nft_set_sort(&x.t->sets[i], NULL);
+	}
+	return dropped;
 }
