@@ -65,5 +65,10 @@ echo '{"cells": 3}' >"$t/c.json"
 "$MATRIX" --diff "$t/a.json" "$t/c.json" >/dev/null 2>&1
 [ $? = 2 ] || fail "--diff of a non-matrix file"
 
-[ "$FAILS" = 0 ] && echo "ok   matrix report, layout and diff"
+# The manual page passes the linter (where mandoc is installed).
+if command -v mandoc >/dev/null; then
+	mandoc -Tlint -W warning "$top_srcdir/man/svcproxy-matrix.1" || fail "mandoc -Tlint"
+fi
+
+[ "$FAILS" = 0 ] && echo "ok   matrix report, layout, diff and manual"
 [ "$FAILS" = 0 ]
