@@ -8,7 +8,14 @@
  * BASE with a full sync, then alternates partial syncs (full=false, the
  * daemon's path) between CHANGED and BASE REPEAT times, then one no-op
  * partial sync. Each line: the operation, wall, user and sys CPU of this
- * process (getrusage), and the messages sent. */
+ * process (getrusage), and the messages sent.
+ *
+ *   sp-nft-perf --check [--cidr CIDR]... FILE...
+ *
+ * Correctness of the same path, for tests: programs the first FILE with a
+ * full sync, then each next one with a partial sync, and after each asks the
+ * backend's diff (which reads the kernel back) whether anything differs
+ * from that file's plan; exits 1 at the first difference, printing it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +48,22 @@ static void sample_now(struct sample *s)
 	s->wall = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 	s->user = seconds(&ru.ru_utime);
 	s->sys = seconds(&ru.ru_stime);
+}
+
+static void setup_config(struct sp_config *cfg, const char *const *cidrs, size_t n)
+{
+	sp_config_init(cfg);
+	cfg->mode = SP_MODE_NFTABLES;
+	free(cfg->hostname);
+	cfg->hostname = sp_xstrdup("node-1");
+	cfg->cluster_cidrs = sp_xcalloc(n + 1, sizeof(*cfg->cluster_cidrs));
+	for (size_t i = 0; i < n; i++) {
+		if (!sp_cidr_parse(cidrs[i], &cfg->cluster_cidrs[i])) {
+			fprintf(stderr, "sp-nft-perf: bad CIDR %s\n", cidrs[i]);
+			exit(2);
+		}
+	}
+	cfg->n_cluster_cidrs = n;
 }
 
 static void plan_file(const char *path, const struct sp_config *cfg, struct sp_plan *plan)
@@ -86,6 +109,47 @@ static void timed_sync(const struct sp_backend_ops *ops, struct sp_backend *be,
 	sp_diag_free(&diag);
 }
 
+static int check(int argc, char **argv)
+{
+	const struct sp_backend_ops *ops = sp_backend_for_mode(SP_MODE_NFTABLES);
+	const char *cidrs[16];
+	size_t n_cidrs = 0;
+	struct sp_backend *be;
+	struct sp_config cfg;
+	struct sp_diag diag;
+	int i = 2, ret = 0;
+
+	for (; i + 1 < argc && !strcmp(argv[i], "--cidr") && n_cidrs < 16; i += 2)
+		cidrs[n_cidrs++] = argv[i + 1];
+	setup_config(&cfg, cidrs, n_cidrs);
+	sp_diag_init(&diag);
+	be = ops->open(&cfg, &diag);
+	if (!be) {
+		fprintf(stderr, "sp-nft-perf: cannot open the nftables backend\n");
+		return 1;
+	}
+	for (bool first = true; i < argc && !ret; i++, first = false) {
+		struct sp_plan plan;
+		struct sp_buf out;
+
+		plan_file(argv[i], &cfg, &plan);
+		printf("%s: ", argv[i]);
+		timed_sync(ops, be, &plan, first, first ? "full" : "partial");
+		sp_buf_init(&out);
+		if (ops->diff(be, &plan, &out, &diag) != 0) {
+			fprintf(stderr, "sp-nft-perf: kernel differs from %s after the sync:\n%s",
+				argv[i], out.data ? out.data : "");
+			ret = 1;
+		}
+		sp_buf_free(&out);
+		sp_plan_free(&plan);
+	}
+	ops->close(be);
+	sp_diag_free(&diag);
+	sp_config_free(&cfg);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	const struct sp_backend_ops *ops = sp_backend_for_mode(SP_MODE_NFTABLES);
@@ -93,19 +157,16 @@ int main(int argc, char **argv)
 	struct sp_backend *be;
 	struct sp_config cfg;
 	struct sp_diag diag;
+	const char *cidr = "10.128.0.0/9";
 	int repeat = argc > 3 ? atoi(argv[3]) : 5;
 
+	if (argc > 1 && !strcmp(argv[1], "--check"))
+		return check(argc, argv);
 	if (argc < 3) {
 		fprintf(stderr, "usage: sp-nft-perf BASE.json CHANGED.json [REPEAT]\n");
 		return 2;
 	}
-	sp_config_init(&cfg);
-	cfg.mode = SP_MODE_NFTABLES;
-	free(cfg.hostname);
-	cfg.hostname = sp_xstrdup("node-1");
-	cfg.cluster_cidrs = sp_xcalloc(1, sizeof(*cfg.cluster_cidrs));
-	sp_cidr_parse("10.128.0.0/9", &cfg.cluster_cidrs[0]);
-	cfg.n_cluster_cidrs = 1;
+	setup_config(&cfg, &cidr, 1);
 	plan_file(argv[1], &cfg, &base);
 	plan_file(argv[2], &cfg, &changed);
 
