@@ -57,9 +57,9 @@ struct sp_ipvs_service {
 	uint8_t protocol;
 	uint16_t port;
 	char scheduler[SP_IPVS_SCHED_MAX];
-	uint32_t flags; /* IP_VS_SVC_F_*, HASHED masked off */
-	uint32_t timeout; /* persistence, seconds */
-	uint32_t netmask; /* IPv4: network-order mask; IPv6: prefix length */
+	uint32_t flags;		    /* IP_VS_SVC_F_*, HASHED masked off */
+	uint32_t timeout;	    /* persistence, seconds */
+	uint32_t netmask;	    /* IPv4: network-order mask; IPv6: prefix length */
 	struct sp_ipvs_dest *dests; /* sorted by (addr, port) */
 	size_t n_dests, cap_dests;
 	/* Desired state only: "namespace/name:port" and kind, for messages. */
@@ -128,8 +128,7 @@ int sp_ipvs_service_cmp(const struct sp_ipvs_service *a, const struct sp_ipvs_se
 int sp_ipvs_dest_cmp(const struct sp_ipvs_dest *a, const struct sp_ipvs_dest *b);
 int sp_ipvs_rule_cmp(const struct sp_ipvs_rule *a, const struct sp_ipvs_rule *b);
 /* Same scheduler, flags, timeout and netmask (identity not compared). */
-bool sp_ipvs_service_attrs_equal(const struct sp_ipvs_service *a,
-				 const struct sp_ipvs_service *b);
+bool sp_ipvs_service_attrs_equal(const struct sp_ipvs_service *a, const struct sp_ipvs_service *b);
 /* The default persistence granularity: one client address. */
 uint32_t sp_ipvs_host_netmask(int family);
 

@@ -50,7 +50,6 @@ const char *sp_ipvs_nl_strerror(int cmd, int err);
 struct nl_msg *sp_ipvs_msg_build(int family_id, uint8_t cmd, int nl_flags,
 				 const struct sp_ipvs_service *svc, bool full_svc,
 				 const struct sp_ipvs_dest *dest, bool full_dest);
-int sp_ipvs_msg_parse(struct nlmsghdr *nlh, struct sp_ipvs_service *svc,
-		      struct sp_ipvs_dest *dest);
+int sp_ipvs_msg_parse(struct nlmsghdr *nlh, struct sp_ipvs_service *svc, struct sp_ipvs_dest *dest);
 
 #endif

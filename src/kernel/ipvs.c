@@ -243,8 +243,7 @@ static int parse_dest(struct nlattr *nest, int svc_family, struct sp_ipvs_dest *
 	return 0;
 }
 
-int sp_ipvs_msg_parse(struct nlmsghdr *nlh, struct sp_ipvs_service *svc,
-		      struct sp_ipvs_dest *dest)
+int sp_ipvs_msg_parse(struct nlmsghdr *nlh, struct sp_ipvs_service *svc, struct sp_ipvs_dest *dest)
 {
 	struct nlattr *tb[IPVS_CMD_ATTR_MAX + 1];
 	struct sp_ipvs_service tmp;
@@ -259,7 +258,8 @@ int sp_ipvs_msg_parse(struct nlmsghdr *nlh, struct sp_ipvs_service *svc,
 			return -EINVAL;
 		family = s->addr.family;
 	}
-	if (dest && (!tb[IPVS_CMD_ATTR_DEST] || parse_dest(tb[IPVS_CMD_ATTR_DEST], family, dest) < 0))
+	if (dest &&
+	    (!tb[IPVS_CMD_ATTR_DEST] || parse_dest(tb[IPVS_CMD_ATTR_DEST], family, dest) < 0))
 		return -EINVAL;
 	return 0;
 }
@@ -354,11 +354,13 @@ struct sp_ipvs_nl *sp_ipvs_nl_open(struct sp_diag *diag)
 	nl_socket_modify_cb(nl->sock, NL_CB_ACK, NL_CB_CUSTOM, on_done, nl);
 	nl_socket_modify_err_cb(nl->sock, NL_CB_CUSTOM, on_error, nl);
 	/* Prove that we may talk to it (GENL_ADMIN_PERM applies to reads). */
-	ret = transact(nl, sp_ipvs_msg_build(nl->family_id, IPVS_CMD_GET_INFO, 0, NULL, false,
-					     NULL, false),
-		       NULL, NULL);
+	ret = transact(
+		nl,
+		sp_ipvs_msg_build(nl->family_id, IPVS_CMD_GET_INFO, 0, NULL, false, NULL, false),
+		NULL, NULL);
 	if (ret < 0) {
-		sp_diag_error(diag, "ipvs: reading IPVS info: %s", sp_ipvs_nl_strerror(IPVS_CMD_GET_INFO, -ret));
+		sp_diag_error(diag, "ipvs: reading IPVS info: %s",
+			      sp_ipvs_nl_strerror(IPVS_CMD_GET_INFO, -ret));
 		goto fail;
 	}
 	return nl;
@@ -383,7 +385,8 @@ unsigned long sp_ipvs_nl_messages(const struct sp_ipvs_nl *nl)
 static int command(struct sp_ipvs_nl *nl, uint8_t cmd, const struct sp_ipvs_service *svc,
 		   bool full_svc, const struct sp_ipvs_dest *dest, bool full_dest)
 {
-	return transact(nl, sp_ipvs_msg_build(nl->family_id, cmd, 0, svc, full_svc, dest, full_dest),
+	return transact(nl,
+			sp_ipvs_msg_build(nl->family_id, cmd, 0, svc, full_svc, dest, full_dest),
 			NULL, NULL);
 }
 
@@ -470,16 +473,18 @@ static int collect_dest(struct sp_ipvs_nl *nl, struct nlmsghdr *nlh)
 
 int sp_ipvs_nl_dump_dests(struct sp_ipvs_nl *nl, struct sp_ipvs_service *svc)
 {
-	return transact(nl, sp_ipvs_msg_build(nl->family_id, IPVS_CMD_GET_DEST, NLM_F_DUMP, svc,
-					      false, NULL, false),
+	return transact(nl,
+			sp_ipvs_msg_build(nl->family_id, IPVS_CMD_GET_DEST, NLM_F_DUMP, svc, false,
+					  NULL, false),
 			collect_dest, svc);
 }
 
 int sp_ipvs_nl_dump(struct sp_ipvs_nl *nl, struct sp_ipvs_state *out)
 {
 	size_t first = out->n_services;
-	int ret = transact(nl, sp_ipvs_msg_build(nl->family_id, IPVS_CMD_GET_SERVICE, NLM_F_DUMP,
-						 NULL, false, NULL, false),
+	int ret = transact(nl,
+			   sp_ipvs_msg_build(nl->family_id, IPVS_CMD_GET_SERVICE, NLM_F_DUMP, NULL,
+					     false, NULL, false),
 			   collect_service, out);
 
 	for (size_t i = first; ret == 0 && i < out->n_services; i++)

@@ -100,8 +100,9 @@ static int check_link(struct sp_ipvs_rtnl *rt, struct rtnl_link *link, struct sp
 	int ret;
 
 	if (!type || strcmp(type, "dummy") != 0) {
-		sp_diag_error(diag, "ipvs: link %s exists and is a %s link, not a dummy one; "
-				    "refusing to use it",
+		sp_diag_error(diag,
+			      "ipvs: link %s exists and is a %s link, not a dummy one; "
+			      "refusing to use it",
 			      SP_IPVS_LINK, type ? type : "plain");
 		return -1;
 	}
@@ -305,8 +306,9 @@ int sp_ipvs_rules_dump(struct sp_ipvs_rtnl *rt, struct sp_ipvs_state *out, struc
 		    nl_addr_get_prefixlen(dst) != (rule.addr.family == AF_INET6 ? 128u : 32u) ||
 		    rtnl_rule_get_ipproto(r, &proto) < 0 ||
 		    rtnl_rule_get_dport(r, &start, &end) < 0 || start != end) {
-			sp_diag_warn(diag, "ipvs: a policy rule of table %u (pref %u) is not one of "
-					   "ours; left alone",
+			sp_diag_warn(diag,
+				     "ipvs: a policy rule of table %u (pref %u) is not one of "
+				     "ours; left alone",
 				     SP_IPVS_TABLE, rtnl_rule_get_prio(r));
 			continue;
 		}
@@ -416,7 +418,8 @@ int sp_ipvs_table_route_ensure(struct sp_ipvs_rtnl *rt, int family, const struct
 	rtnl_route_put(route);
 	if (ret < 0) {
 		sp_diag_error(diag, "ipvs: adding `local default dev lo table %u` (%s): %s",
-			      SP_IPVS_TABLE, family == AF_INET6 ? "IPv6" : "IPv4", nl_geterror(ret));
+			      SP_IPVS_TABLE, family == AF_INET6 ? "IPv6" : "IPv4",
+			      nl_geterror(ret));
 		return -1;
 	}
 	return 0;
@@ -429,8 +432,8 @@ int sp_ipvs_table_route_del(struct sp_ipvs_rtnl *rt, int family, struct sp_diag 
 
 	rtnl_route_put(route);
 	if (ret < 0 && ret != -NLE_OBJ_NOTFOUND && ret != -NLE_AF_NOSUPPORT) {
-		sp_diag_error(diag, "ipvs: deleting the routes of table %u (%s): %s",
-			      SP_IPVS_TABLE, family == AF_INET6 ? "IPv6" : "IPv4", nl_geterror(ret));
+		sp_diag_error(diag, "ipvs: deleting the routes of table %u (%s): %s", SP_IPVS_TABLE,
+			      family == AF_INET6 ? "IPv6" : "IPv4", nl_geterror(ret));
 		return -1;
 	}
 	return 0;

@@ -243,9 +243,9 @@ static struct sp_ipvs_service *add_vs(struct lower_ctx *c, const struct sp_plan_
 				      enum sp_ipvs_vs_kind kind, const struct sp_addr *addr,
 				      uint16_t port, const struct sp_plan_ep_set *eps)
 {
-	const char *sched = sp->ipvs_scheduler ? sp->ipvs_scheduler
+	const char *sched = sp->ipvs_scheduler		      ? sp->ipvs_scheduler
 			    : c->plan->ipvs_default_scheduler ? c->plan->ipvs_default_scheduler
-							       : "rr";
+							      : "rr";
 	struct sp_ipvs_service *svc = sp_ipvs_add_service(c->st);
 
 	svc->addr = *addr;
@@ -255,8 +255,8 @@ static struct sp_ipvs_service *add_vs(struct lower_ctx *c, const struct sp_plan_
 	svc->netmask = sp_ipvs_host_netmask(addr->family);
 	if (sp->affinity) {
 		svc->flags |= SP_IPVS_SVC_F_PERSISTENT;
-		svc->timeout = sp->affinity_timeout ? sp->affinity_timeout
-						    : SP_DEFAULT_AFFINITY_TIMEOUT;
+		svc->timeout =
+			sp->affinity_timeout ? sp->affinity_timeout : SP_DEFAULT_AFFINITY_TIMEOUT;
 	}
 	svc->kind = kind;
 	svc->origin = sp_xasprintf("%s (%s)", sp->id, kind_name(kind));
@@ -378,8 +378,7 @@ static int addr_qcmp(const void *a, const void *b)
 
 /* The plan's node-port addresses, plus every local address when node ports
  * listen on all of them. */
-static void collect_nodeport_addrs(struct lower_ctx *c, const struct sp_addr *local,
-				   size_t n_local)
+static void collect_nodeport_addrs(struct lower_ctx *c, const struct sp_addr *local, size_t n_local)
 {
 	const struct sp_plan *plan = c->plan;
 	size_t n = 0, total = plan->n_nodeport_addrs + (plan->nodeport_all_local ? n_local : 0);

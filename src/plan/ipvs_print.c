@@ -45,8 +45,7 @@ static void print_service_line(const struct sp_ipvs_service *svc, struct sp_buf 
 				struct in_addr m = {.s_addr = svc->netmask};
 				char mb[INET_ADDRSTRLEN];
 
-				sp_buf_addf(out, " -M %s",
-					    inet_ntop(AF_INET, &m, mb, sizeof(mb)));
+				sp_buf_addf(out, " -M %s", inet_ntop(AF_INET, &m, mb, sizeof(mb)));
 			}
 		}
 	}
@@ -217,7 +216,8 @@ void sp_ipvs_print_json(const struct sp_ipvs_state *st, struct sp_buf *out)
 
 		sp_buf_add(out, i ? ", {\"address\": " : "{\"address\": ");
 		json_addr(out, &r->addr);
-		sp_buf_addf(out, ", \"protocol\": \"%s\", \"port\": %u, \"table\": %u, \"pref\": %u}",
+		sp_buf_addf(out,
+			    ", \"protocol\": \"%s\", \"port\": %u, \"table\": %u, \"pref\": %u}",
 			    sp_proto_name(r->protocol), r->port, SP_IPVS_TABLE, r->pref);
 	}
 	sp_buf_add(out, "],\n  \"iptables\": ");

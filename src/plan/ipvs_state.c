@@ -40,7 +40,8 @@ struct sp_ipvs_service *sp_ipvs_add_service(struct sp_ipvs_state *st)
 
 struct sp_ipvs_dest *sp_ipvs_add_dest(struct sp_ipvs_service *svc)
 {
-	return sp_array_push(&svc->dests, &svc->n_dests, &svc->cap_dests, sizeof(struct sp_ipvs_dest));
+	return sp_array_push(&svc->dests, &svc->n_dests, &svc->cap_dests,
+			     sizeof(struct sp_ipvs_dest));
 }
 
 void sp_ipvs_add_link_addr(struct sp_ipvs_state *st, const struct sp_addr *a)
@@ -168,8 +169,7 @@ const struct sp_ipvs_service *sp_ipvs_find_service(const struct sp_ipvs_state *s
 {
 	if (!st->n_services)
 		return NULL;
-	return bsearch(key, st->services, st->n_services, sizeof(*st->services),
-		       service_key_cmp);
+	return bsearch(key, st->services, st->n_services, sizeof(*st->services), service_key_cmp);
 }
 
 const struct sp_ipvs_dest *sp_ipvs_find_dest(const struct sp_ipvs_service *svc,
@@ -193,8 +193,8 @@ bool sp_ipvs_has_rule(const struct sp_ipvs_state *st, const struct sp_addr *a, u
 	for (size_t lo = 0, hi = st->n_rules; lo < hi;) {
 		size_t mid = lo + (hi - lo) / 2;
 		const struct sp_ipvs_rule *r = &st->rules[mid];
-		struct sp_ipvs_rule key = {.addr = *a, .protocol = proto, .port = port,
-					   .pref = r->pref};
+		struct sp_ipvs_rule key = {
+			.addr = *a, .protocol = proto, .port = port, .pref = r->pref};
 		int c = sp_ipvs_rule_cmp(&key, r);
 
 		if (c == 0)
@@ -207,8 +207,7 @@ bool sp_ipvs_has_rule(const struct sp_ipvs_state *st, const struct sp_addr *a, u
 	return false;
 }
 
-bool sp_ipvs_service_attrs_equal(const struct sp_ipvs_service *a,
-				 const struct sp_ipvs_service *b)
+bool sp_ipvs_service_attrs_equal(const struct sp_ipvs_service *a, const struct sp_ipvs_service *b)
 {
 	return strcmp(a->scheduler, b->scheduler) == 0 && a->flags == b->flags &&
 	       a->timeout == b->timeout && a->netmask == b->netmask;

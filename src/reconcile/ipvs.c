@@ -354,9 +354,9 @@ static int ipvs_cmd_of(enum op_kind k)
 static void report_ipvs_error(const struct op *op, int err, struct sp_diag *diag)
 {
 	static const char *const verbs[] = {
-		[OP_ADD_SVC] = "adding",	[OP_EDIT_SVC] = "changing",
-		[OP_DEL_SVC] = "deleting",	[OP_ADD_DEST] = "adding",
-		[OP_EDIT_DEST] = "changing",	[OP_DRAIN_DEST] = "draining",
+		[OP_ADD_SVC] = "adding",     [OP_EDIT_SVC] = "changing",
+		[OP_DEL_SVC] = "deleting",   [OP_ADD_DEST] = "adding",
+		[OP_EDIT_DEST] = "changing", [OP_DRAIN_DEST] = "draining",
 		[OP_DEL_DEST] = "deleting",
 	};
 	const char *meaning = sp_ipvs_nl_strerror(ipvs_cmd_of(op->kind), err);
@@ -417,7 +417,8 @@ static int sync_table_routes(struct sp_backend *be, const struct sp_ipvs_state *
 	for (int v6 = 0; v6 < 2; v6++) {
 		int f = v6 ? AF_INET6 : AF_INET;
 
-		if (family[v6] && sp_ipvs_table_route_ensure(be->rt, f, &want->route_src[v6], diag) < 0)
+		if (family[v6] &&
+		    sp_ipvs_table_route_ensure(be->rt, f, &want->route_src[v6], diag) < 0)
 			ret = -1;
 		else if (!family[v6] && sp_ipvs_table_route_del(be->rt, f, diag) < 0)
 			ret = -1;
@@ -425,75 +426,83 @@ static int sync_table_routes(struct sp_backend *be, const struct sp_ipvs_state *
 	return ret;
 }
 
+/* An address or rule change; 0 done, 1 refused (diag), -1 kube-ipvs0
+ * cannot be had (nothing more can be bound). */
+static int apply_rtnl_op(struct sp_backend *be, const struct op *op, int *ifindex,
+			 struct sp_diag *diag)
+{
+	int err;
+
+	switch (op->kind) {
+	case OP_ADD_ADDR:
+	case OP_DEL_ADDR:
+		if (!*ifindex)
+			*ifindex = sp_ipvs_link_ensure(be->rt, diag);
+		if (*ifindex < 0)
+			return -1;
+		err = op->kind == OP_ADD_ADDR
+			      ? sp_ipvs_link_addr_add(be->rt, *ifindex, op->addr, diag)
+			      : sp_ipvs_link_addr_del(be->rt, *ifindex, op->addr, diag);
+		break;
+	case OP_ADD_RULE:
+		err = sp_ipvs_rule_add(be->rt, op->rule, diag);
+		break;
+	default:
+		err = sp_ipvs_rule_del(be->rt, op->rule, diag);
+		break;
+	}
+	return err < 0 ? 1 : 0;
+}
+
+struct failed_set {
+	const struct sp_ipvs_service **svcs;
+	size_t n, cap;
+};
+
+static bool failed_has(const struct failed_set *f, const struct sp_ipvs_service *svc)
+{
+	for (size_t i = 0; i < f->n; i++)
+		if (same_service(f->svcs[i], svc))
+			return true;
+	return false;
+}
+
 /* Run the changes in order. A virtual server that failed is skipped for the
- * rest of its changes (its real servers, its address); the others go on. */
+ * rest of its changes (its real servers); the others go on. */
 static int apply_changes(struct sp_backend *be, const struct sp_ipvs_state *want,
 			 struct change_list *cl, struct sp_diag *diag)
 {
-	const struct sp_ipvs_service **failed = NULL;
-	size_t n_failed = 0, cap_failed = 0;
-	bool routes_done = false;
+	struct failed_set failed = {0};
 	int ifindex = 0, ret = 0;
 
-	for (int pass = 0; pass <= 5; pass++) {
-		for (size_t i = 0; i < cl->n; i++) {
+	for (int pass = 0; pass <= 5 && ret >= 0; pass++) {
+		/* The capture table's route before any rule uses it. */
+		if (pass == 2 && sync_table_routes(be, want, diag) < 0)
+			ret = 1;
+		for (size_t i = 0; i < cl->n && ret >= 0; i++) {
 			const struct op *op = &cl->ops[i];
-			bool skip = false;
 			int err;
 
-			if (op_order(op->kind) != pass)
+			if (op_order(op->kind) != pass || (op->svc && failed_has(&failed, op->svc)))
 				continue;
-			if (pass == 2 && !routes_done) {
-				/* The capture table's route before any rule uses it. */
-				if (sync_table_routes(be, want, diag) < 0)
-					ret = 1;
-				routes_done = true;
-			}
-			for (size_t f = 0; f < n_failed && !skip; f++)
-				skip = same_service(failed[f], op->svc);
-			if (skip)
+			if (op->kind >= OP_ADD_ADDR) {
+				err = apply_rtnl_op(be, op, &ifindex, diag);
+				ret = err < 0 ? -1 : err ? 1 : ret;
 				continue;
-			switch (op->kind) {
-			case OP_ADD_ADDR:
-			case OP_DEL_ADDR:
-				if (!ifindex)
-					ifindex = sp_ipvs_link_ensure(be->rt, diag);
-				if (ifindex < 0)
-					return -1;
-				err = op->kind == OP_ADD_ADDR
-					      ? sp_ipvs_link_addr_add(be->rt, ifindex, op->addr, diag)
-					      : sp_ipvs_link_addr_del(be->rt, ifindex, op->addr, diag);
-				if (err < 0)
-					ret = 1;
-				continue;
-			case OP_ADD_RULE:
-				if (sp_ipvs_rule_add(be->rt, op->rule, diag) < 0)
-					ret = 1;
-				continue;
-			case OP_DEL_RULE:
-				if (sp_ipvs_rule_del(be->rt, op->rule, diag) < 0)
-					ret = 1;
-				continue;
-			default:
-				break;
 			}
 			err = apply_ipvs_op(be, op);
-			if (err < 0) {
-				report_ipvs_error(op, -err, diag);
-				ret = 1;
-				if (op->kind == OP_ADD_SVC || op->kind == OP_EDIT_SVC) {
-					const struct sp_ipvs_service **slot = sp_array_push(
-						&failed, &n_failed, &cap_failed, sizeof(*slot));
-
-					*slot = op->svc;
-				}
-			}
+			if (err == 0)
+				continue;
+			report_ipvs_error(op, -err, diag);
+			ret = 1;
+			if (op->kind == OP_ADD_SVC || op->kind == OP_EDIT_SVC)
+				*(const struct sp_ipvs_service **)sp_array_push(
+					&failed.svcs, &failed.n, &failed.cap,
+					sizeof(*failed.svcs)) = op->svc;
 		}
 	}
-	free(failed);
-	if (!routes_done && sync_table_routes(be, want, diag) < 0)
-		ret = 1;
-	return ret;
+	free(failed.svcs);
+	return ret < 0 ? 1 : ret;
 }
 
 /* The plan lowered with this node's local addresses (node ports). */
@@ -554,8 +563,8 @@ static int cleanup_helper_family(int family, struct sp_diag *diag)
 /* Returns 0 unchanged, 1 changed, -1 failed (diag). IPv6 rules only when
  * the plan has IPv6 Service ports; otherwise what an earlier dual-stack sync
  * left in ip6tables is removed. */
-static int sync_helper_rules(const struct sp_ipvs_state *want, struct sp_buf *diff,
-			     size_t *changed, struct sp_diag *diag)
+static int sync_helper_rules(const struct sp_ipvs_state *want, struct sp_buf *diff, size_t *changed,
+			     struct sp_diag *diag)
 {
 	int ret = 0;
 
@@ -728,80 +737,80 @@ static int ipvs_sync(struct sp_backend *be, const struct sp_plan *plan, bool ful
 	return ret;
 }
 
-static void print_op(const struct op *op, struct sp_buf *out)
+static void print_rtnl_op(const struct op *op, struct sp_buf *out)
 {
-	struct sp_ipvs_state one;
-	struct sp_ipvs_service svc;
+	struct sp_ipvs_state one = {0};
 	struct sp_buf line;
 	char ab[SP_ADDRSTRLEN];
-	static const char *const svc_cmd[] = {[OP_ADD_SVC] = "-A", [OP_EDIT_SVC] = "-E",
-					      [OP_DEL_SVC] = "-D"};
-	static const char *const dest_cmd[] = {[OP_ADD_DEST] = "-a", [OP_EDIT_DEST] = "-e",
-					       [OP_DRAIN_DEST] = "-e", [OP_DEL_DEST] = "-d"};
+	char *verb;
 
-	switch (op->kind) {
-	case OP_ADD_ADDR:
-	case OP_DEL_ADDR:
+	if (op->kind == OP_ADD_ADDR || op->kind == OP_DEL_ADDR) {
 		sp_buf_addf(out, "ip %saddr %s %s/%u dev %s\n",
 			    op->addr->family == AF_INET6 ? "-6 " : "",
 			    op->kind == OP_ADD_ADDR ? "add" : "del", sp_addr_format(op->addr, ab),
 			    op->addr->family == AF_INET6 ? 128 : 32, SP_IPVS_LINK);
 		return;
-	case OP_ADD_RULE:
-	case OP_DEL_RULE:
-		memset(&one, 0, sizeof(one));
-		one.rules = (struct sp_ipvs_rule *)op->rule;
-		one.n_rules = 1;
-		sp_buf_init(&line);
-		sp_ipvs_print_rules(&one, &line);
-		/* Only the rule line, with the verb of this change. */
-		line.data[strcspn(line.data, "\n")] = '\0';
-		if (op->kind == OP_DEL_RULE) {
-			char *add = strstr(line.data, "rule add");
-
-			if (add)
-				memcpy(add, "rule del", 8);
-		}
-		sp_buf_addf(out, "%s\n", line.data);
-		sp_buf_free(&line);
-		return;
-	default:
-		break;
 	}
-	memset(&one, 0, sizeof(one));
-	svc = *op->svc;
-	svc.dests = op->dest ? (struct sp_ipvs_dest *)op->dest : NULL;
-	svc.n_dests = op->dest ? 1 : 0;
-	if (op->kind == OP_DRAIN_DEST) {
-		static struct sp_ipvs_dest drained;
+	one.rules = (struct sp_ipvs_rule *)op->rule;
+	one.n_rules = 1;
+	sp_buf_init(&line);
+	sp_ipvs_print_rules(&one, &line);
+	/* The rule line only (the table route follows it), with this verb. */
+	line.data[strcspn(line.data, "\n")] = '\0';
+	verb = strstr(line.data, "rule add");
+	if (verb && op->kind == OP_DEL_RULE)
+		memcpy(verb, "rule del", 8);
+	sp_buf_addf(out, "%s\n", line.data);
+	sp_buf_free(&line);
+}
 
-		drained = *op->dest;
-		drained.weight = 0;
-		svc.dests = &drained;
+/* A virtual or real server change as the ipvsadm command that makes it. */
+static void print_ipvs_op(const struct op *op, struct sp_buf *out)
+{
+	static const char *const cmd[] = {
+		[OP_ADD_SVC] = "-A",  [OP_EDIT_SVC] = "-E",  [OP_DEL_SVC] = "-D",
+		[OP_ADD_DEST] = "-a", [OP_EDIT_DEST] = "-e", [OP_DRAIN_DEST] = "-e",
+		[OP_DEL_DEST] = "-d",
+	};
+	struct sp_ipvs_state one = {0};
+	struct sp_ipvs_service svc = *op->svc;
+	struct sp_ipvs_dest dest;
+	struct sp_buf line;
+	char *text;
+
+	svc.n_dests = 0;
+	if (op->dest) {
+		dest = *op->dest;
+		if (op->kind == OP_DRAIN_DEST)
+			dest.weight = 0;
+		svc.dests = &dest;
+		svc.n_dests = 1;
 	}
 	one.services = &svc;
 	one.n_services = 1;
 	sp_buf_init(&line);
 	sp_ipvs_print_services(&one, &line);
-	/* Line 1 is the service, line 2 the destination; keep the one this
-	 * change is about, with its command letter. */
-	{
-		char *text = line.data;
+	/* Line 1 is the service, line 2 the destination. */
+	text = op->dest ? strchr(line.data, '\n') + 1 : line.data;
+	text[strcspn(text, "\n")] = '\0';
+	memcpy(text, cmd[op->kind], 2);
+	if (op->kind == OP_DEL_SVC || op->kind == OP_DEL_DEST) {
+		/* ipvsadm's delete takes only the identity. */
+		char *cut = strstr(text, op->dest ? " -m" : " -s");
 
-		if (op->dest)
-			text = strchr(text, '\n') + 1;
-		text[strcspn(text, "\n")] = '\0';
-		memcpy(text, op->dest ? dest_cmd[op->kind] : svc_cmd[op->kind], 2);
-		if (op->kind == OP_DEL_SVC || op->kind == OP_DEL_DEST) {
-			/* ipvsadm's delete takes only the identity. */
-			char *cut = strstr(text, op->dest ? " -m" : " -s");
-
-			if (cut)
-				*cut = '\0';
-		}
-		sp_buf_addf(out, "%s\n", text);
+		if (cut)
+			*cut = '\0';
 	}
+	sp_buf_addf(out, "%s\n", text);
 	sp_buf_free(&line);
+}
+
+static void print_op(const struct op *op, struct sp_buf *out)
+{
+	if (op->kind >= OP_ADD_ADDR)
+		print_rtnl_op(op, out);
+	else
+		print_ipvs_op(op, out);
 }
 
 static int ipvs_diff(struct sp_backend *be, const struct sp_plan *plan, struct sp_buf *out,

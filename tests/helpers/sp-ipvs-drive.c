@@ -98,9 +98,9 @@ static void print_diag(const struct sp_diag *d)
 {
 	for (size_t i = 0; i < d->n_msgs; i++)
 		fprintf(stderr, "%s: %s\n",
-			d->msgs[i].severity == SP_SEV_ERROR	  ? "error"
+			d->msgs[i].severity == SP_SEV_ERROR	? "error"
 			: d->msgs[i].severity == SP_SEV_WARNING ? "warning"
-								  : "info",
+								: "info",
 			d->msgs[i].text);
 }
 

@@ -360,6 +360,13 @@ diff -u "$work/want" "$work/have" >&2 || sp_fail "the other Services were not pr
 agent sync "$work/changed.json" 2>/dev/null
 sp_ok "a Service with an unknown scheduler is reported by name; the others are programmed"
 
+# ---- strict ARP ----------------------------------------------------------
+nsx $N "$drive" $OPTS --strict-arp sync "$work/changed.json" 2>/dev/null
+[ "$(nsx $N cat /proc/sys/net/ipv4/conf/all/arp_ignore)" = 1 ] &&
+	[ "$(nsx $N cat /proc/sys/net/ipv4/conf/all/arp_announce)" = 2 ] ||
+	sp_fail "strict ARP: arp_ignore/arp_announce not set"
+sp_ok "strict ARP sets arp_ignore=1 and arp_announce=2"
+
 # ---- whole-address capture (kube-proxy's way) --------------------------
 nsx $N "$drive" $OPTS --whole-address sync "$work/changed.json" 2>/dev/null
 kernel_addrs | grep -q '^198.51.100.1/32' || sp_fail "whole-address: LB IP not on kube-ipvs0"

@@ -12,8 +12,7 @@
 #include "svcproxy/ipvs.h"
 #include "svcproxy/ipvs_kernel.h"
 
-static struct sp_addr A(const char *text)
-{
+static struct sp_addr A(const char *text) {
 	struct sp_addr a;
 
 	ck_assert_msg(sp_addr_parse(text, &a), "bad address %s", text);
@@ -236,8 +235,8 @@ START_TEST(local_policy_falls_back_and_drops_off_cluster)
 	struct sp_ipvs_state st;
 	struct sp_diag diag;
 	const struct sp_ipvs_service *lb;
-	struct sp_ipvs_service key = {.addr = A("198.51.100.1"), .protocol = IPPROTO_TCP,
-				      .port = 80};
+	struct sp_ipvs_service key = {
+		.addr = A("198.51.100.1"), .protocol = IPPROTO_TCP, .port = 80};
 	char *text;
 
 	sp->external_policy_local = true;
@@ -255,14 +254,17 @@ START_TEST(local_policy_falls_back_and_drops_off_cluster)
 	ck_assert_uint_eq(lb->n_dests, 1); /* the cluster-wide fallback */
 	ck_assert(has_line(text, "-A KUBE-IPVS-FIREWALL -s 10.244.0.0/16 -d 198.51.100.1/32 -p tcp "
 				 "-m tcp --dport 80 -j RETURN"));
-	ck_assert(has_line(text, "-A KUBE-IPVS-FIREWALL -d 198.51.100.1/32 -p tcp -m tcp --dport 80 "
-				 "-m addrtype --src-type LOCAL -j RETURN"));
-	ck_assert(has_line(text, "-A KUBE-IPVS-FIREWALL -d 198.51.100.1/32 -p tcp -m tcp --dport 80 "
-				 "-j DROP"));
+	ck_assert(has_line(text,
+			   "-A KUBE-IPVS-FIREWALL -d 198.51.100.1/32 -p tcp -m tcp --dport 80 "
+			   "-m addrtype --src-type LOCAL -j RETURN"));
+	ck_assert(has_line(text,
+			   "-A KUBE-IPVS-FIREWALL -d 198.51.100.1/32 -p tcp -m tcp --dport 80 "
+			   "-j DROP"));
 	ck_assert(has_line(text, "-a -t 192.168.0.10:30081 -r 10.244.0.6:8080 -m -w 1"));
 	ck_assert(!has_line(text, "-a -t 192.168.0.10:30081 -r 10.244.1.6:8080 -m -w 1"));
 	/* Local with a local endpoint: client source kept, no masquerade. */
-	ck_assert(!strstr(text, "-d 192.168.0.10/32 -p tcp -m tcp --dport 30081 -j KUBE-MARK-MASQ"));
+	ck_assert(
+		!strstr(text, "-d 192.168.0.10/32 -p tcp -m tcp --dport 30081 -j KUBE-MARK-MASQ"));
 	free(text);
 	sp_ipvs_state_free(&st);
 	sp_diag_free(&diag);
@@ -354,12 +356,15 @@ END_TEST
 
 START_TEST(codec_round_trip)
 {
-	struct sp_ipvs_service svc = {.addr = A("10.96.0.10"), .protocol = IPPROTO_TCP,
-				      .port = 443, .scheduler = "wlc",
-				      .flags = SP_IPVS_SVC_F_PERSISTENT, .timeout = 10800,
+	struct sp_ipvs_service svc = {.addr = A("10.96.0.10"),
+				      .protocol = IPPROTO_TCP,
+				      .port = 443,
+				      .scheduler = "wlc",
+				      .flags = SP_IPVS_SVC_F_PERSISTENT,
+				      .timeout = 10800,
 				      .netmask = 0xffffffffu};
-	struct sp_ipvs_dest dest = {.addr = A("10.244.1.5"), .port = 8443, .weight = 1,
-				    .fwd_method = SP_IPVS_FWD_MASQ};
+	struct sp_ipvs_dest dest = {
+		.addr = A("10.244.1.5"), .port = 8443, .weight = 1, .fwd_method = SP_IPVS_FWD_MASQ};
 	struct sp_ipvs_service svc2;
 	struct sp_ipvs_dest dest2;
 	struct nl_msg *m = sp_ipvs_msg_build(42, IPVS_CMD_NEW_DEST, 0, &svc, true, &dest, true);
@@ -384,8 +389,11 @@ END_TEST
 
 START_TEST(codec_wire_format)
 {
-	struct sp_ipvs_service svc = {.addr = A("fd00::1"), .protocol = IPPROTO_SCTP, .port = 0x1234,
-				      .scheduler = "rr", .netmask = 128};
+	struct sp_ipvs_service svc = {.addr = A("fd00::1"),
+				      .protocol = IPPROTO_SCTP,
+				      .port = 0x1234,
+				      .scheduler = "rr",
+				      .netmask = 128};
 	struct nl_msg *m = sp_ipvs_msg_build(42, IPVS_CMD_NEW_SERVICE, 0, &svc, true, NULL, false);
 	struct nlattr *tb[IPVS_CMD_ATTR_MAX + 1], *st[IPVS_SVC_ATTR_MAX + 1];
 	struct sp_ipvs_service back;
