@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <cjson/cJSON.h>
+
 #include "svcproxy/ipvs.h"
 #include "svcproxy/ipvs_kernel.h"
 
@@ -354,6 +356,65 @@ START_TEST(print_is_deterministic)
 }
 END_TEST
 
+START_TEST(json_plan_parses)
+{
+	struct sp_plan_svcport *sp = lb_service();
+	struct sp_ipvs_state st;
+	struct sp_diag diag;
+	struct sp_buf out;
+	cJSON *root, *vs;
+	char *text;
+
+	add_ep(sp, "10.244.1.5", 8080, false);
+	text = lower_and_print(&st, &diag);
+	sp_buf_init(&out);
+	sp_ipvs_print_json(&st, &out);
+	root = cJSON_Parse(out.data);
+	ck_assert_ptr_nonnull(root);
+	vs = cJSON_GetObjectItem(root, "virtualServers");
+	ck_assert_int_eq(cJSON_GetArraySize(vs), 4);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(root, "captureRules")), 3);
+	ck_assert(cJSON_IsString(cJSON_GetObjectItem(root, "iptables")));
+	cJSON_Delete(root);
+	sp_buf_free(&out);
+	free(text);
+	sp_ipvs_state_free(&st);
+	sp_diag_free(&diag);
+}
+END_TEST
+
+START_TEST(rule_lookup_ignores_pref)
+{
+	struct sp_ipvs_state st;
+	struct sp_ipvs_rule r1 = {.addr = A("198.51.100.1"),
+				  .protocol = IPPROTO_TCP,
+				  .port = 80,
+				  .pref = SP_IPVS_CAPTURE_PREF};
+	struct sp_ipvs_rule r2 = {.addr = A("192.168.0.10"),
+				  .protocol = IPPROTO_TCP,
+				  .port = 30080,
+				  .pref = SP_IPVS_MARKER_PREF};
+	struct sp_addr a1 = A("198.51.100.1"), a2 = A("192.168.0.10");
+
+	sp_ipvs_state_init(&st);
+	sp_ipvs_add_rule(&st, &r1);
+	sp_ipvs_add_rule(&st, &r2);
+	sp_ipvs_add_rule(&st, &r1); /* duplicates collapse */
+	sp_ipvs_add_link_addr(&st, &a2);
+	sp_ipvs_add_link_addr(&st, &a2);
+	sp_ipvs_state_sort(&st);
+	ck_assert_uint_eq(st.n_rules, 2);
+	ck_assert_uint_eq(st.n_link_addrs, 1);
+	ck_assert(sp_ipvs_has_rule(&st, &a1, IPPROTO_TCP, 80));
+	ck_assert(sp_ipvs_has_rule(&st, &a2, IPPROTO_TCP, 30080));
+	ck_assert(!sp_ipvs_has_rule(&st, &a1, IPPROTO_UDP, 80));
+	ck_assert(!sp_ipvs_has_rule(&st, &a1, IPPROTO_TCP, 81));
+	ck_assert(sp_ipvs_has_link_addr(&st, &a2));
+	ck_assert(!sp_ipvs_has_link_addr(&st, &a1));
+	sp_ipvs_state_free(&st);
+}
+END_TEST
+
 START_TEST(codec_round_trip)
 {
 	struct sp_ipvs_service svc = {.addr = A("10.96.0.10"),
@@ -465,6 +526,8 @@ static Suite *ipvs_suite(void)
 	tcase_add_test(lower, conflicting_claims_first_wins);
 	tcase_add_test(lower, ipv6_service);
 	tcase_add_test(lower, print_is_deterministic);
+	tcase_add_test(lower, json_plan_parses);
+	tcase_add_test(lower, rule_lookup_ignores_pref);
 	suite_add_tcase(s, lower);
 	tcase_add_test(codec, codec_round_trip);
 	tcase_add_test(codec, codec_wire_format);
