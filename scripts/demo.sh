@@ -9,19 +9,24 @@ mode=${1:-nftables}
 "$top/scripts/build.sh"
 svcproxy="$top/build/svcproxy"
 ns="sp-demo-$$"
+# What sync remembers for conntrack flushing stays with the namespace too.
+state=$(mktemp -d /tmp/sp-demo-state.XXXXXX)
 set -- --proxy-mode "$mode" --hostname-override node-1 --cluster-cidr 10.244.0.0/16 \
-	"$top/examples/cluster"
+	--state-dir "$state" "$top/examples/cluster"
 
-cleanup() { ip netns del "$ns" 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
+cleanup() {
+	ip netns del "$ns" 2>/dev/null || true
+	rm -rf "$state"
+}
+trap cleanup EXIT HUP INT PIPE TERM
 ip netns add "$ns"
 ip -n "$ns" link set lo up
 
 echo "== svcproxy plan ($mode): the desired state, nothing touched"
-"$svcproxy" plan "$@" || true
+"$svcproxy" plan "$@"
 echo
 echo "== svcproxy sync ($mode) in namespace $ns, then the programmed state"
-ip netns exec "$ns" "$svcproxy" sync --stats --show-state "$@" || true
+ip netns exec "$ns" "$svcproxy" sync --stats --show-state "$@"
 echo
 echo "== svcproxy diff: nothing left to change (exit 0)"
 ip netns exec "$ns" "$svcproxy" diff "$@" && echo "in sync"
