@@ -86,7 +86,8 @@ static const char sp_usage[] =
 	"      --show-state             after sync, print the programmed kernel state\n"
 	"      --state-dir DIR          where sync keeps what it programmed, to flush\n"
 	"                               conntrack entries a change makes stale\n"
-	"                               (default " SP_CT_DEFAULT_STATE_DIR ")\n"
+	"                               (default $SVCPROXY_STATE_DIR, else\n"
+	"                               " SP_CT_DEFAULT_STATE_DIR ")\n"
 	"  -v, --verbose                also print informational messages\n"
 	"  -h, --help                   this text\n"
 	"      --version                the version\n"
@@ -453,6 +454,10 @@ static int sp_cli_parse(struct sp_cli *cli, int argc, char **argv, struct sp_dia
 	sp_config_free(&cli->cfg);
 	if (!sp_cli_build_config(cli, &cli->cfg, diag))
 		return SP_EXIT_USAGE;
+	/* Tests run many agents on one host, one per namespace: each gets its
+	 * own state folder through the environment. */
+	if (!cli->state_dir && getenv("SVCPROXY_STATE_DIR"))
+		cli->state_dir = sp_xstrdup(getenv("SVCPROXY_STATE_DIR"));
 	if (cli->command != SP_CMD_CLEANUP && cli->command != SP_CMD_RUN && cli->n_sources == 0) {
 		sp_diag_error(diag, "no SOURCE given: name JSON files or directories to read");
 		return SP_EXIT_USAGE;
