@@ -557,16 +557,26 @@ static int write_all(int fd, const char *data, size_t len)
 	return 0;
 }
 
+/* mkdir -p of the file's folder: a --state-dir given by the operator (or a
+ * test) may not exist yet, nor its parents. */
 static int make_parent_dir(const char *path)
 {
 	char *dir = sp_xstrdup(path);
-	char *slash = strrchr(dir, '/');
+	char *end = strrchr(dir, '/');
 	int ret = 0;
 
-	if (slash && slash != dir) {
-		*slash = '\0';
-		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-			ret = -1;
+	if (end && end != dir) {
+		*end = '\0';
+		for (char *p = dir + 1; ret == 0 && p <= end; p++) {
+			if (*p != '/' && *p != '\0')
+				continue;
+			char saved = *p;
+
+			*p = '\0';
+			if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+				ret = -1;
+			*p = saved;
+		}
 	}
 	free(dir);
 	return ret;
