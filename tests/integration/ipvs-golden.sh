@@ -34,7 +34,7 @@ if [ -z "${SP_LAB_GUEST:-}" ]; then
 		grep -q '"virtualServers": \[' || fail "no JSON plan"
 	echo "ok: plan is deterministic and equals the golden file"
 	cp "$work/plan1" "$top_builddir/ipvs-golden.plan"
-	"$top_srcdir/tests/lab/uml-run.sh" -t 60 "$0" "$top_builddir/ipvs-golden.plan"
+	"$top_srcdir/tests/lab/uml-run.sh" -t 120 "$0" "$top_builddir/ipvs-golden.plan"
 	rc=$?
 	rm -f "$top_builddir/ipvs-golden.plan"
 	exit $rc
@@ -81,3 +81,26 @@ nsx ip6tables-legacy-restore <"$work/ip6t" || fail "ip6tables-legacy-restore ref
 	grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]/[0:0]/' >"$work/ip6t-back"
 diff -u "$work/ip6t" "$work/ip6t-back" >&2 || fail "ip6tables-legacy-save differs from the plan"
 echo "ok: ip6tables-legacy-restore accepts the IPv6 helper rules and reads them back unchanged"
+
+# ---- the agent programs the same plan (fresh namespace) ----
+ip netns del $ns
+ip netns add $ns
+nsx ip link set lo up
+nsx ip link add eth0 type dummy
+nsx ip addr add 192.168.0.10/24 dev eth0
+nsx ip addr add fd00:1::10/64 dev eth0 nodad
+nsx ip link set eth0 up
+drive=$top_builddir/tests/helpers/sp-ipvs-drive
+opts="--node node-a --cluster-cidr 10.244.0.0/16 --cluster-cidr fd00:244::/56"
+nsx "$drive" $opts sync "$top_srcdir/tests/golden/ipvs-cluster.json" 2>"$work/sync.err" ||
+	{ cat "$work/sync.err" >&2; fail "sync of the golden cluster"; }
+nsx "$drive" $opts state "$top_srcdir/tests/golden/ipvs-cluster.json" >"$work/state" 2>/dev/null
+for part in "ipvsadm-save -n" "ip: kube-ipvs0 addresses" "iptables-save" "ip6tables-save"; do
+	section "$plan" "$part" | sort >"$work/want"
+	section "$work/state" "$part" | sort >"$work/have"
+	diff -u "$work/want" "$work/have" >&2 || fail "programmed state differs from the plan: $part"
+done
+section "$plan" "ip: capture rules" | grep ' rule ' >"$work/want"
+section "$work/state" "ip: capture rules" | grep ' rule ' >"$work/have"
+diff -u "$work/want" "$work/have" >&2 || fail "programmed capture rules differ from the plan"
+echo "ok: sync programs exactly the golden plan (IPv4, IPv6, SCTP), read back by the agent"

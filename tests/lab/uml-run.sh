@@ -96,7 +96,7 @@ ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_sh ip_vs_dh ip_vs_sed ip_vs_nq
 ip_vs_fo ip_vs_ovf ip_vs_lblc ip_vs_lblcr
 ip_tables iptable_nat iptable_filter iptable_mangle iptable_raw
 ip6_tables ip6table_nat ip6table_filter ip6table_mangle
-xt_tcpudp xt_nat xt_MASQUERADE xt_mark xt_comment xt_addrtype xt_statistic xt_recent
+xt_tcpudp xt_sctp xt_nat xt_MASQUERADE xt_mark xt_comment xt_addrtype xt_statistic xt_recent
 xt_conntrack xt_multiport xt_set xt_REDIRECT xt_physdev ipt_REJECT ip6t_REJECT
 ip_set ip_set_hash_ip ip_set_hash_ipport ip_set_hash_ipportip ip_set_hash_ipportnet
 ip_set_hash_net ip_set_bitmap_port"
