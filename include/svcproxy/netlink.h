@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "svcproxy/diag.h"
+#include "svcproxy/util.h"
 
 struct sp_nl;
 
@@ -22,6 +23,17 @@ void sp_nl_close(struct sp_nl *nl);
 uint32_t sp_nl_next_seq(struct sp_nl *nl);
 uint32_t sp_nl_portid(const struct sp_nl *nl);
 
+/* A label written only if the kernel refuses the message: formatting one
+ * for each of 100,000 messages would cost more than building them. fn
+ * writes it into out from x, y, z, which must stay valid until the batch
+ * is sent. */
+typedef void (*sp_nl_label_fn)(struct sp_buf *out, const void *x, const void *y, const void *z);
+
+struct sp_nl_lazy_label {
+	sp_nl_label_fn fn;
+	const void *x, *y, *z;
+};
+
 /* Messages built back to back in one buffer, each with a label naming what
  * it programs ("add chain ip svcproxy svc-default/web/tcp/http"). */
 struct sp_nl_batch {
@@ -30,7 +42,8 @@ struct sp_nl_batch {
 	uint32_t *seqs; /* per message, increasing */
 	char **labels;
 	size_t n_msgs, cap_msgs;
-	size_t n_counted; /* messages that are not framing (see commit) */
+	size_t n_counted;	       /* messages that are not framing (see commit) */
+	struct sp_nl_lazy_label *lazy; /* per message; fn NULL: labels[] */
 };
 
 void sp_nl_batch_init(struct sp_nl_batch *b);
@@ -43,6 +56,9 @@ void *sp_nl_batch_tail(struct sp_nl_batch *b, size_t max);
  * for errors; framing messages (batch begin/end) pass counted = false so
  * that n_counted is the number of object messages. */
 void sp_nl_batch_commit(struct sp_nl_batch *b, const char *label, bool counted);
+/* The same with a label made on error only (an object message). */
+void sp_nl_batch_commit_lazy(struct sp_nl_batch *b, sp_nl_label_fn fn, const void *x, const void *y,
+			     const void *z);
 
 /* Send the whole batch in one sendmsg (the kernel handles a framed batch as
  * one transaction), then a no-op barrier with an ACK request, and read

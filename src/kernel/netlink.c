@@ -108,6 +108,7 @@ void sp_nl_batch_free(struct sp_nl_batch *b)
 	free(b->buf);
 	free(b->seqs);
 	free(b->labels);
+	free(b->lazy);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -125,7 +126,8 @@ void *sp_nl_batch_tail(struct sp_nl_batch *b, size_t max)
 	return b->buf + b->len;
 }
 
-void sp_nl_batch_commit(struct sp_nl_batch *b, const char *label, bool counted)
+static void batch_append(struct sp_nl_batch *b, char *label, const struct sp_nl_lazy_label *lazy,
+			 bool counted)
 {
 	struct nlmsghdr *nlh = (struct nlmsghdr *)(b->buf + b->len);
 
@@ -133,29 +135,56 @@ void sp_nl_batch_commit(struct sp_nl_batch *b, const char *label, bool counted)
 		b->cap_msgs = b->cap_msgs ? b->cap_msgs * 2 : 256;
 		b->seqs = sp_xrealloc(b->seqs, b->cap_msgs * sizeof(*b->seqs));
 		b->labels = sp_xrealloc(b->labels, b->cap_msgs * sizeof(*b->labels));
+		b->lazy = sp_xrealloc(b->lazy, b->cap_msgs * sizeof(*b->lazy));
 	}
 	b->seqs[b->n_msgs] = nlh->nlmsg_seq;
-	b->labels[b->n_msgs] = label ? sp_xstrdup(label) : NULL;
+	b->labels[b->n_msgs] = label;
+	if (lazy)
+		b->lazy[b->n_msgs] = *lazy;
+	else
+		memset(&b->lazy[b->n_msgs], 0, sizeof(*b->lazy));
 	b->n_msgs++;
 	b->n_counted += counted;
 	b->len += NLMSG_ALIGN(nlh->nlmsg_len);
 }
 
-static const char *batch_label(const struct sp_nl_batch *b, uint32_t seq)
+void sp_nl_batch_commit(struct sp_nl_batch *b, const char *label, bool counted)
+{
+	batch_append(b, label ? sp_xstrdup(label) : NULL, NULL, counted);
+}
+
+void sp_nl_batch_commit_lazy(struct sp_nl_batch *b, sp_nl_label_fn fn, const void *x, const void *y,
+			     const void *z)
+{
+	struct sp_nl_lazy_label lazy = {.fn = fn, .x = x, .y = y, .z = z};
+
+	batch_append(b, NULL, &lazy, true);
+}
+
+/* The label of message seq, written into out. */
+static void batch_label(const struct sp_nl_batch *b, uint32_t seq, struct sp_buf *out)
 {
 	size_t lo = 0, hi = b->n_msgs;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (b->seqs[mid] == seq)
-			return b->labels[mid] ? b->labels[mid] : "(batch framing)";
+		if (b->seqs[mid] == seq) {
+			const struct sp_nl_lazy_label *l = &b->lazy[mid];
+
+			if (l->fn)
+				l->fn(out, l->x, l->y, l->z);
+			else
+				sp_buf_add(out,
+					   b->labels[mid] ? b->labels[mid] : "(batch framing)");
+			return;
+		}
 		if (b->seqs[mid] < seq)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return "(unknown message)";
+	sp_buf_add(out, "(unknown message)");
 }
 
 /* The kernel's own words from an extended ACK, if any. */
@@ -234,6 +263,7 @@ int sp_nl_batch_send(struct sp_nl *nl, struct sp_nl_batch *b, const char *what,
 		for (nlh = (const struct nlmsghdr *)nl->rxbuf; mnl_nlmsg_ok(nlh, left);
 		     nlh = mnl_nlmsg_next(nlh, &left)) {
 			const struct nlmsgerr *err;
+			struct sp_buf label;
 			const char *ext;
 
 			if (nlh->nlmsg_type != NLMSG_ERROR)
@@ -253,9 +283,12 @@ int sp_nl_batch_send(struct sp_nl *nl, struct sp_nl_batch *b, const char *what,
 				continue;
 			failed = 1;
 			ext = extack_text(nlh);
-			sp_diag_error(diag, "%s: %s: %s%s%s%s", what,
-				      batch_label(b, nlh->nlmsg_seq), strerror(-err->error),
-				      ext ? " (" : "", ext ? ext : "", ext ? ")" : "");
+			sp_buf_init(&label);
+			batch_label(b, nlh->nlmsg_seq, &label);
+			sp_diag_error(diag, "%s: %s: %s%s%s%s", what, label.data ? label.data : "",
+				      strerror(-err->error), ext ? " (" : "", ext ? ext : "",
+				      ext ? ")" : "");
+			sp_buf_free(&label);
 		}
 	}
 }

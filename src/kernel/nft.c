@@ -451,15 +451,20 @@ void sp_nft_put_table(struct sp_nl *nl, struct sp_nl_batch *b, int family, const
 	free(label);
 }
 
+static void chain_label(struct sp_buf *out, const void *x, const void *y, const void *z)
+{
+	const struct sp_nft_table *t = x;
+	const struct sp_nft_chain *c = y;
+
+	sp_buf_addf(out, "%s chain %s %s %s", (const char *)z, sp_nft_family_name(t->family),
+		    t->name, c->name);
+}
+
 void sp_nft_put_chain(struct sp_nl *nl, struct sp_nl_batch *b, const struct sp_nft_table *t,
 		      const struct sp_nft_chain *c, enum sp_nft_op op)
 {
 	struct nftnl_chain *ch;
 	struct nlmsghdr *nlh;
-	char *label;
-
-	label = sp_xasprintf("%s chain %s %s %s", op_word(op), sp_nft_family_name(t->family),
-			     t->name, c->name);
 	if (op == SP_NFT_OP_FLUSH) {
 		struct nftnl_rule *r = nftnl_rule_alloc();
 
@@ -471,8 +476,7 @@ void sp_nft_put_chain(struct sp_nl *nl, struct sp_nl_batch *b, const struct sp_n
 		nlh = hdr(nl, b, NFT_MSG_DELRULE, t->family, 0);
 		nftnl_rule_nlmsg_build_payload(nlh, r);
 		nftnl_rule_free(r);
-		sp_nl_batch_commit(b, label, true);
-		free(label);
+		sp_nl_batch_commit_lazy(b, chain_label, t, c, op_word(op));
 		return;
 	}
 	ch = nftnl_chain_alloc();
@@ -491,8 +495,7 @@ void sp_nft_put_chain(struct sp_nl *nl, struct sp_nl_batch *b, const struct sp_n
 		  op == SP_NFT_OP_ADD ? NLM_F_CREATE : 0);
 	nftnl_chain_nlmsg_build_payload(nlh, ch);
 	nftnl_chain_free(ch);
-	sp_nl_batch_commit(b, label, true);
-	free(label);
+	sp_nl_batch_commit_lazy(b, chain_label, t, c, op_word(op));
 }
 
 static uint32_t concat_type(const uint32_t *types, size_t n)
@@ -678,21 +681,25 @@ void sp_nft_put_elems(struct sp_nl *nl, struct sp_nl_batch *b, const struct sp_n
 	}
 }
 
+static void rule_label(struct sp_buf *out, const void *x, const void *y, const void *z)
+{
+	const struct sp_nft_table *t = x;
+	const struct sp_nft_chain *c = y;
+
+	sp_buf_addf(out, "add rule %s %s %s ", sp_nft_family_name(t->family), t->name, c->name);
+	sp_nft_print_rule(t, z, out);
+}
+
 void sp_nft_put_rule(struct sp_nl *nl, struct sp_nl_batch *b, const struct sp_nft_table *t,
 		     const struct sp_nft_chain *c, const struct sp_nft_rule *ir)
 {
 	struct nftnl_rule *r = rule_build(t->family, t->name, c->name, ir);
 	struct nlmsghdr *nlh;
-	struct sp_buf label;
 
 	nlh = hdr(nl, b, NFT_MSG_NEWRULE, t->family, NLM_F_APPEND | NLM_F_CREATE);
 	nftnl_rule_nlmsg_build_payload(nlh, r);
 	nftnl_rule_free(r);
-	sp_buf_init(&label);
-	sp_buf_addf(&label, "add rule %s %s %s ", sp_nft_family_name(t->family), t->name, c->name);
-	sp_nft_print_rule(t, ir, &label);
-	sp_nl_batch_commit(b, label.data, true);
-	sp_buf_free(&label);
+	sp_nl_batch_commit_lazy(b, rule_label, t, c, ir);
 }
 
 /* ---- read-back ---- */

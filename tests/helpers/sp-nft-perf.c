@@ -15,7 +15,9 @@
  * Correctness of the same path, for tests: programs the first FILE with a
  * full sync, then each next one with a partial sync, and after each asks the
  * backend's diff (which reads the kernel back) whether anything differs
- * from that file's plan; exits 1 at the first difference, printing it. */
+ * from that file's plan; exits 1 at the first difference, printing it.
+ * SP_NFT_PERF_HOOK, when set, is a shell command run after the first sync
+ * (to damage the table behind the backend's back). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +145,11 @@ static int check(int argc, char **argv)
 		}
 		sp_buf_free(&out);
 		sp_plan_free(&plan);
+		if (!ret && first && getenv("SP_NFT_PERF_HOOK") &&
+		    system(getenv("SP_NFT_PERF_HOOK")) != 0) {
+			fprintf(stderr, "sp-nft-perf: the hook failed\n");
+			ret = 1;
+		}
 	}
 	ops->close(be);
 	sp_diag_free(&diag);

@@ -118,3 +118,20 @@ msgs=$(awk '/01-endpoint/ { for (i = 1; i < NF; i++) if ($i == "messages") print
 	exit 1
 }
 echo "PASS: every partial sync left the kernel equal to its plan"
+
+# A partial sync trusts what it last programmed; when the kernel refuses it
+# (here the table was deleted behind its back) every refused object is named
+# with its full text, built only then.
+if SP_NFT_PERF_HOOK="nft delete table ip svcproxy" sp_in node1 "$PERF" --check \
+	--cidr 10.244.0.0/16 --cidr fd00:244::/40 "${STEPS[0]}" "${STEPS[1]}" >"$SP_TMP/refused" 2>&1; then
+	cat "$SP_TMP/refused"
+	echo "FAIL: a partial sync into a deleted table was not refused"
+	exit 1
+fi
+grep -q 'flush chain ip svcproxy svc-default/web/tcp/[^ ]*: No such file' "$SP_TMP/refused" &&
+	grep -q 'add rule ip svcproxy svc-default/web/tcp/[^ ]* meta l4proto tcp .*dnat ip to 10.244.2.55' "$SP_TMP/refused" || {
+	cat "$SP_TMP/refused"
+	echo "FAIL: the refused objects are not named"
+	exit 1
+}
+echo "PASS: a refused partial sync names each refused object"
