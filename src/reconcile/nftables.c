@@ -728,8 +728,23 @@ static bool compare_ports(struct sp_plan *prev, const struct sp_plan *plan, stru
 static void prev_advance(struct sp_plan *prev, const struct sp_plan *plan,
 			 struct sp_plan_svcport **kept)
 {
-	struct sp_plan_svcport *v = sp_xcalloc(plan->n_svcports + 1, sizeof(*v));
+	struct sp_plan_svcport *v;
+	bool in_place = prev->n_svcports == plan->n_svcports;
 
+	/* Same ports (the usual change): replace the changed ones where they
+	 * are rather than moving 10,000 ports to a new array. */
+	for (size_t j = 0; in_place && j < plan->n_svcports; j++)
+		in_place = !kept[j] || kept[j] == &prev->svcports[j];
+	if (in_place) {
+		for (size_t j = 0; j < plan->n_svcports; j++) {
+			if (kept[j])
+				continue;
+			svcport_release(&prev->svcports[j]);
+			svcport_copy(&prev->svcports[j], &plan->svcports[j]);
+		}
+		return;
+	}
+	v = sp_xcalloc(plan->n_svcports + 1, sizeof(*v));
 	for (size_t j = 0; j < plan->n_svcports; j++) {
 		if (kept[j]) {
 			v[j] = *kept[j];
