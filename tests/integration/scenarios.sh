@@ -140,8 +140,16 @@ check_load_balancer() {
 		"$(sp_connect c1 tcp 10.100.0.10 80 --count 20)" "pa" "$C1_IP"
 	sp_expect "LB IP, policy Local, node port from off-cluster: local endpoints only" \
 		"$(sp_connect c1 tcp $NODE1_C1_IP 30081 --count 10)" "pa" "$C1_IP"
-	sp_expect "LB IP, policy Local, from a pod: short-circuit to every endpoint" \
-		"$(sp_connect pc tcp 10.100.0.10 80 --count 30)" "pa pr"
+	# iptables and nftables short-circuit in-cluster traffic to every
+	# endpoint; IPVS mode (as upstream's) falls back to the cluster-wide
+	# endpoints only on a node without a local one, and this node has one.
+	if [ "$MODE" = ipvs ]; then
+		sp_expect "LB IP, policy Local, from a pod: this node's local endpoints" \
+			"$(sp_connect pc tcp 10.100.0.10 80 --count 30)" "pa"
+	else
+		sp_expect "LB IP, policy Local, from a pod: short-circuit to every endpoint" \
+			"$(sp_connect pc tcp 10.100.0.10 80 --count 30)" "pa pr"
+	fi
 	expect_subset "LB IP, policy Local, from the node itself" \
 		"$(sp_connect node1 tcp 10.100.0.10 80 --count 10)" "pa pr"
 	local out
@@ -167,7 +175,7 @@ check_internal_local() {
 }
 
 check_affinity() {
-	local out names seen="" i
+	local out names
 	out=$(sp_connect pc tcp 10.96.0.15 80 --count 15)
 	names=$(sp_names "$out")
 	if [ "$(sp_errors "$out")" = 0 ] && [ "$(echo "$names" | wc -w)" = 1 ]; then
@@ -175,6 +183,16 @@ check_affinity() {
 	else
 		sp_fail "session affinity: answered by [$names] with $(sp_errors "$out") errors"
 	fi
+}
+
+# An IPVS persistence template lives as long as a connection it placed, and
+# a closed TCP connection stays in IPVS's TIME_WAIT for a fixed two minutes:
+# expiry cannot be seen within seconds there (ipvs-golden checks that sync
+# programs the Service's timeout as the persistence timeout instead).
+check_affinity_expiry() {
+	local seen="" names i
+
+	[ "$MODE" = ipvs ] && return 0
 	# After the timeout the choice is made again: over a few rounds more
 	# than one endpoint must show up (all the same: (1/3)^5 by chance).
 	for i in 1 2 3 4 5 6; do
@@ -226,6 +244,7 @@ check_hairpin
 check_source_ranges
 check_no_endpoints
 check_affinity
+check_affinity_expiry
 
 # Mode-specific checks, run on the same cluster (e.g. nft-sync.sh).
 if [ -n "${SP_EXTRA_CHECKS:-}" ]; then
