@@ -27,6 +27,21 @@ grep -q "^balancer	shop/frontend	192.0.2.100	203.0.113.10	node-port$" "$t/layout
 grep -q "^target	shop/frontend	node-port	192.0.2.11	30080	node-1$" "$t/layout" ||
 	fail "node-port target"
 
+# A folder of files is one scenario: the objects (as the tool hands them to
+# svcproxy) in one file, the layout in another.
+mkdir "$t/folder"
+"$SP_MATRIX_TOOL" layout "$t/folder/10-cluster.json" "$EXAMPLES/elb-local.json" >"$t/one"
+cat >"$t/folder/20-layout.json" <<'JSON'
+{"apiVersion": "svcproxy.io/v1alpha1", "kind": "MatrixLayout", "metadata": {"name": "elb-local"},
+ "spec": {"clusterCIDR": "10.244.0.0/16", "vpcGateway": "192.0.2.1",
+  "offCluster": {"address": "198.51.100.10"}, "externalIPNode": "node-1",
+  "balancers": [{"service": "shop/frontend", "privateIP": "192.0.2.100",
+   "publicIP": "203.0.113.10", "forward": "node-port"}]}}
+JSON
+"$SP_MATRIX_TOOL" layout "$t/o.json" "$t/folder" >"$t/two" 2>"$t/err" ||
+	fail "a folder scenario does not read: $(cat "$t/err")"
+cmp -s "$t/one" "$t/two" || fail "a folder reads differently from one file: $(diff "$t/one" "$t/two")"
+
 # A layout error names the file, the field and the value.
 sed 's/"privateIP": "192.0.2.100"/"privateIP": "192.0.2.300"/' "$EXAMPLES/elb-local.json" >"$t/bad.json"
 if "$SP_MATRIX_TOOL" layout "$t/o.json" "$t/bad.json" >/dev/null 2>"$t/err"; then
