@@ -9,7 +9,7 @@ PACKAGES="
   libnftnl-dev libcjson-dev libyaml-dev check libnetfilter-conntrack-dev
   libcurl4-openssl-dev libmicrohttpd-dev libsystemd-dev
   nftables iptables iproute2 ipset ipvsadm conntrack socat kmod procps
-  user-mode-linux openssl python3 curl systemd util-linux mandoc
+  user-mode-linux openssl python3 curl systemd util-linux mandoc valgrind strace clang
 "
 missing=""
 for p in $PACKAGES; do
