@@ -24,6 +24,27 @@ static const char *const ipvs_schedulers[] = {
 };
 /* clang-format on */
 
+/* Who took a node port (protocol, port) or a Service address (address,
+ * protocol, port) first. The API server refuses a second Service asking for
+ * either; a file can still carry one, and planning it would let a Service
+ * without endpoints reject the traffic of the one that took it first. */
+enum claim_kind { CLAIM_NODE_PORT = 1, CLAIM_ADDRESS };
+
+struct claim {
+	uint8_t kind; /* 0: free slot */
+	uint8_t protocol;
+	uint16_t port;
+	struct sp_addr addr; /* zeroed for node ports */
+	size_t owner;	     /* index in the cluster's services[] */
+	const char *field;   /* the owner's field and index, for messages */
+	size_t field_index;
+};
+
+struct claims {
+	struct claim *slots;
+	size_t n, cap; /* cap: 0 or a power of two */
+};
+
 struct planner {
 	struct sp_plan *plan;
 	const struct sp_cluster *cluster;
@@ -38,6 +59,7 @@ struct planner {
 	size_t n_slices;
 	/* duplicate[i]: services[i] repeats the namespace/name of an earlier one. */
 	bool *duplicate;
+	struct claims claims;
 };
 
 /* ---- sorted address lists ---- */
@@ -573,6 +595,197 @@ static void plan_endpoints(struct planner *p, const struct sp_service *svc,
 	free(cands.items);
 }
 
+/* ---- node ports and Service addresses taken by an earlier Service ---- */
+
+static uint64_t claim_hash(const struct claim *c)
+{
+	uint64_t h = 1469598103934665603ull;
+	uint8_t head[6] = {c->kind,
+			   c->protocol,
+			   (uint8_t)(c->port >> 8),
+			   (uint8_t)c->port,
+			   (uint8_t)c->addr.family,
+			   (uint8_t)(c->addr.family >> 8)};
+
+	for (size_t i = 0; i < sizeof(head); i++)
+		h = (h ^ head[i]) * 1099511628211ull;
+	for (size_t i = 0; i < sp_addr_len(&c->addr); i++)
+		h = (h ^ c->addr.u.bytes[i]) * 1099511628211ull;
+	return h;
+}
+
+static bool claim_same_key(const struct claim *a, const struct claim *b)
+{
+	return a->kind == b->kind && a->protocol == b->protocol && a->port == b->port &&
+	       (a->kind == CLAIM_NODE_PORT || sp_addr_equal(&a->addr, &b->addr));
+}
+
+/* The slot holding key's claim, or the free slot where it belongs. */
+static struct claim *claims_slot(struct claims *t, const struct claim *key)
+{
+	size_t i = claim_hash(key) & (t->cap - 1);
+
+	while (t->slots[i].kind && !claim_same_key(&t->slots[i], key))
+		i = (i + 1) & (t->cap - 1);
+	return &t->slots[i];
+}
+
+static void claims_grow(struct claims *t)
+{
+	struct claims bigger = {.cap = t->cap ? t->cap * 2 : 64};
+
+	bigger.slots = sp_xcalloc(bigger.cap, sizeof(*bigger.slots));
+	for (size_t i = 0; i < t->cap; i++)
+		if (t->slots[i].kind)
+			*claims_slot(&bigger, &t->slots[i]) = t->slots[i];
+	bigger.n = t->n;
+	free(t->slots);
+	*t = bigger;
+}
+
+static const struct claim *claims_find(const struct claims *t, const struct claim *key)
+{
+	const struct claim *slot;
+
+	if (!t->cap)
+		return NULL;
+	slot = claims_slot((struct claims *)t, key);
+	return slot->kind ? slot : NULL;
+}
+
+static void claims_add(struct claims *t, const struct claim *c)
+{
+	struct claim *slot;
+
+	if (2 * (t->n + 1) > t->cap)
+		claims_grow(t);
+	slot = claims_slot(t, c);
+	if (slot->kind)
+		return;
+	*slot = *c;
+	t->n++;
+}
+
+/* What one svcport would take, as claims (at most a few per address). */
+struct svcport_claims {
+	struct claim *items;
+	size_t n, cap;
+};
+
+static void want_claim(struct svcport_claims *w, const struct claim *c)
+{
+	struct claim *slot = sp_array_push(&w->items, &w->n, &w->cap, sizeof(*w->items));
+
+	*slot = *c;
+}
+
+static size_t addr_index(const struct sp_addr *addrs, size_t n, const struct sp_addr *a)
+{
+	for (size_t i = 0; i < n; i++)
+		if (sp_addr_equal(&addrs[i], a))
+			return i;
+	return 0;
+}
+
+static size_t ingress_index(const struct sp_service *svc, const struct sp_addr *a)
+{
+	for (size_t i = 0; i < svc->n_lb_ingress; i++)
+		if (sp_addr_equal(&svc->lb_ingress[i].ip, a))
+			return i;
+	return 0;
+}
+
+static void svcport_wanted_claims(size_t index, const struct sp_service *svc,
+				  const struct sp_service_port *port,
+				  const struct sp_addr *cluster_ip, const struct family_addrs *fa,
+				  struct svcport_claims *w)
+{
+	struct claim c = {.protocol = port->protocol, .owner = index};
+
+	memset(w, 0, sizeof(*w));
+	if ((svc->type == SP_SVC_NODE_PORT || svc->type == SP_SVC_LOAD_BALANCER) &&
+	    port->node_port) {
+		c.kind = CLAIM_NODE_PORT;
+		c.port = port->node_port;
+		c.field_index = (size_t)(port - svc->ports);
+		want_claim(w, &c);
+	}
+	c.kind = CLAIM_ADDRESS;
+	c.port = port->port;
+	c.addr = *cluster_ip;
+	c.field = "spec.clusterIPs";
+	c.field_index = addr_index(svc->cluster_ips, svc->n_cluster_ips, cluster_ip);
+	want_claim(w, &c);
+	for (size_t i = 0; i < fa->n_external_ips; i++) {
+		c.addr = fa->external_ips[i];
+		c.field = "spec.externalIPs";
+		c.field_index = addr_index(svc->external_ips, svc->n_external_ips, &c.addr);
+		want_claim(w, &c);
+	}
+	for (size_t i = 0; i < fa->n_lb_ips; i++) {
+		c.addr = fa->lb_ips[i];
+		c.field = "status.loadBalancer.ingress";
+		c.field_index = ingress_index(svc, &c.addr);
+		want_claim(w, &c);
+	}
+}
+
+static void claim_describe(struct sp_buf *b, const struct claim *c, bool with_value)
+{
+	char buf[SP_ADDRSTRLEN];
+
+	if (c->kind == CLAIM_NODE_PORT)
+		sp_buf_addf(b, "spec.ports[%zu].nodePort", c->field_index);
+	else
+		sp_buf_addf(b, "%s[%zu]%s", c->field, c->field_index,
+			    strcmp(c->field, "status.loadBalancer.ingress") ? "" : ".ip");
+	if (!with_value)
+		return;
+	if (c->kind == CLAIM_NODE_PORT)
+		sp_buf_addf(b, ": %u/%s", c->port, sp_proto_name(c->protocol));
+	else
+		sp_buf_addf(b, ": %s port %u/%s", sp_addr_format(&c->addr, buf), c->port,
+			    sp_proto_name(c->protocol));
+}
+
+/* True (with an error naming both Services) when the svcport would take a
+ * node port or address an earlier Service took; otherwise claims them. */
+static bool svcport_clashes(struct planner *p, size_t index, const struct sp_service *svc,
+			    const struct sp_service_port *port, const struct sp_addr *cluster_ip,
+			    const struct family_addrs *fa)
+{
+	struct svcport_claims want;
+	bool clash = false;
+
+	svcport_wanted_claims(index, svc, port, cluster_ip, fa, &want);
+	for (size_t i = 0; i < want.n && !clash; i++) {
+		const struct claim *had = claims_find(&p->claims, &want.items[i]);
+		const struct sp_service *first;
+		struct sp_buf mine, theirs;
+
+		if (!had || had->owner == index)
+			continue;
+		clash = true;
+		first = &p->cluster->services[had->owner];
+		sp_buf_init(&mine);
+		sp_buf_init(&theirs);
+		claim_describe(&mine, &want.items[i], true);
+		claim_describe(&theirs, had, false);
+		service_error(
+			p, svc,
+			"%s is already used by Service %s/%s (%s%s%s); port \"%s\" not planned",
+			mine.data, first->namespace, first->name, theirs.data,
+			first->origin && first->origin[0] ? ", " : "",
+			first->origin ? first->origin : "", port->name ? port->name : "");
+		sp_buf_free(&mine);
+		sp_buf_free(&theirs);
+	}
+	for (size_t i = 0; i < want.n && !clash; i++)
+		claims_add(&p->claims, &want.items[i]);
+	free(want.items);
+	return clash;
+}
+
 /* ---- svcports ---- */
 
 static void plan_svcport(struct planner *p, const struct sp_service *svc,
@@ -650,8 +863,9 @@ static void plan_service(struct planner *p, size_t index)
 			continue;
 		family_addrs_build(p, svc, families[f], &fa);
 		for (size_t i = 0; i < svc->n_ports; i++)
-			plan_svcport(p, svc, &svc->ports[i], families[f], cluster_ip, &fa,
-				     scheduler);
+			if (!svcport_clashes(p, index, svc, &svc->ports[i], cluster_ip, &fa))
+				plan_svcport(p, svc, &svc->ports[i], families[f], cluster_ip, &fa,
+					     scheduler);
 		family_addrs_free(&fa);
 	}
 }
@@ -742,6 +956,7 @@ int sp_plan_build(struct sp_plan *plan, const struct sp_cluster *cluster,
 		plan_service(&p, i);
 	free(p.slices);
 	free(p.duplicate);
+	free(p.claims.slots);
 	if (plan->n_svcports)
 		qsort(plan->svcports, plan->n_svcports, sizeof(*plan->svcports), svcport_cmp);
 	return p.refused;

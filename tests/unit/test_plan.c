@@ -588,6 +588,70 @@ static void c_duplicate_service(void)
 	web_two_eps();
 }
 
+/* A second Service asking for what an earlier one (in source order) took. */
+static struct sp_service *other(enum sp_service_type type, const char *cluster_ip, uint8_t proto,
+				uint16_t port, uint16_t node_port)
+{
+	struct sp_service *s = svc("default", "other", type, cluster_ip);
+
+	svc_port(s, "http", proto, port, node_port);
+	return s;
+}
+
+static void c_clash_node_port(void)
+{
+	web(SP_SVC_NODE_PORT);
+	other(SP_SVC_NODE_PORT, "10.96.0.20", IPPROTO_TCP, 80, 30080);
+	web_two_eps();
+}
+
+static void c_node_port_other_protocol(void)
+{
+	web(SP_SVC_NODE_PORT);
+	other(SP_SVC_NODE_PORT, "10.96.0.20", IPPROTO_UDP, 80, 30080);
+	web_two_eps();
+}
+
+static void c_clash_cluster_ip(void)
+{
+	web(SP_SVC_CLUSTER_IP);
+	other(SP_SVC_CLUSTER_IP, "10.96.0.10", IPPROTO_TCP, 80, 0);
+	web_two_eps();
+}
+
+static void c_cluster_ip_other_port(void)
+{
+	web(SP_SVC_CLUSTER_IP);
+	other(SP_SVC_CLUSTER_IP, "10.96.0.10", IPPROTO_TCP, 81, 0);
+	web_two_eps();
+}
+
+/* The later Service is refused even though its name sorts first. */
+static void c_clash_source_order(void)
+{
+	other(SP_SVC_CLUSTER_IP, "10.96.0.10", IPPROTO_TCP, 80, 0);
+	web(SP_SVC_CLUSTER_IP);
+	web_two_eps();
+}
+
+static void c_clash_external_ip_on_lb_ip(void)
+{
+	struct sp_service *s = web(SP_SVC_LOAD_BALANCER);
+
+	svc_lb(s, "198.51.100.7", false);
+	s = other(SP_SVC_CLUSTER_IP, "10.96.0.20", IPPROTO_TCP, 80, 0);
+	push_addr(&s->external_ips, &s->n_external_ips, "198.51.100.7");
+	web_two_eps();
+}
+
+/* Dual stack: one node port for both families of the same Service. */
+static void c_node_port_dual_stack_own(void)
+{
+	struct sp_service *s = svc("default", "web", SP_SVC_NODE_PORT, "10.96.0.10,fd00:96::10");
+
+	svc_port(s, "http", IPPROTO_TCP, 80, 30080);
+}
+
 #define ALL SP_MODE_NONE
 
 struct plan_case {
@@ -734,6 +798,36 @@ static const struct plan_case cases[] = {
 	{"a Service defined twice: first planned, the other refused", ALL, c_duplicate_service,
 	 WEB "ClusterIP 10.96.0.10:80/tcp " TWO " lo=-\n", 1,
 	 "Service default/web: defined more than once"},
+	{"node port of an earlier Service: the later port refused", ALL, c_clash_node_port,
+	 WEB "NodePort 10.96.0.10:80/tcp np=30080 " TWO " lo=-\n", 1,
+	 "Service default/other: spec.ports[0].nodePort: 30080/TCP is already used by Service "
+	 "default/web (spec.ports[0].nodePort); port \"http\" not planned"},
+	{"same node port number, other protocol: both planned", ALL, c_node_port_other_protocol,
+	 "default/other:http v4 NodePort 10.96.0.20:80/udp np=30080 none cl=- lo=-\n" WEB
+	 "NodePort 10.96.0.10:80/tcp np=30080 " TWO " lo=-\n",
+	 0, NULL},
+	{"cluster IP and port of an earlier Service: the later port refused", ALL,
+	 c_clash_cluster_ip, WEB "ClusterIP 10.96.0.10:80/tcp " TWO " lo=-\n", 1,
+	 "Service default/other: spec.clusterIPs[0]: 10.96.0.10 port 80/TCP is already used by "
+	 "Service default/web (spec.clusterIPs[0]); port \"http\" not planned"},
+	{"same cluster IP, other port: both planned", ALL, c_cluster_ip_other_port,
+	 "default/other:http v4 ClusterIP 10.96.0.10:81/tcp none cl=- lo=-\n" WEB
+	 "ClusterIP 10.96.0.10:80/tcp " TWO " lo=-\n",
+	 0, NULL},
+	{"clash: the first in source order wins, not the first by name", ALL, c_clash_source_order,
+	 "default/other:http v4 ClusterIP 10.96.0.10:80/tcp none cl=- lo=-\n", 1,
+	 "Service default/web: spec.clusterIPs[0]: 10.96.0.10 port 80/TCP is already used by "
+	 "Service default/other (spec.clusterIPs[0])"},
+	{"externalIP equal to an earlier LB ingress IP and port: refused", ALL,
+	 c_clash_external_ip_on_lb_ip,
+	 WEB "LoadBalancer 10.96.0.10:80/tcp np=30080 lb=198.51.100.7 " TWO " lo=-\n", 1,
+	 "Service default/other: spec.externalIPs[0]: 198.51.100.7 port 80/TCP is already used "
+	 "by Service default/web (status.loadBalancer.ingress[0].ip)"},
+	{"dual stack: a Service's node port serves both its families", ALL,
+	 c_node_port_dual_stack_own,
+	 WEB "NodePort 10.96.0.10:80/tcp np=30080 none cl=- lo=-\n"
+	     "default/web:http v6 NodePort fd00:96::10:80/tcp np=30080 none cl=- lo=-\n",
+	 0, NULL},
 };
 
 static const enum sp_mode all_modes[] = {SP_MODE_IPTABLES, SP_MODE_IPVS, SP_MODE_NFTABLES};
