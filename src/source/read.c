@@ -210,9 +210,17 @@ enum scan_result {
 	SCAN_OK,
 	SCAN_TOO_DEEP,
 	SCAN_TOO_MANY,
+	SCAN_NUL,
 };
 
-/* Nesting and container sizes of the raw text, measured before cJSON
+/* "\u0000" at text[i] (the backslash): cJSON would end the string there and
+ * hand back a shorter, different name or value. */
+static bool escaped_nul_at(const char *text, size_t len, size_t i)
+{
+	return len - i >= 6 && text[i + 1] == 'u' && !memcmp(text + i + 2, "0000", 4);
+}
+
+/* Nesting, container sizes and escaped NULs of the raw text, found before cJSON
  * recurses into it or allocates a node per value; *off is where the
  * first limit was crossed. */
 static enum scan_result scan_structure(const char *text, size_t len,
@@ -227,7 +235,9 @@ static enum scan_result scan_structure(const char *text, size_t len,
 
 		*off = i;
 		if (in_string) {
-			if (ch == '\\')
+			if (ch == '\\' && escaped_nul_at(text, len, i))
+				res = SCAN_NUL;
+			else if (ch == '\\')
 				i++;
 			else if (ch == '"')
 				in_string = false;
@@ -293,6 +303,13 @@ int sp_source_read_buffer(struct sp_cluster *c, const char *origin, const char *
 			      "%s: line %zu column %zu: more than %zu entries in one array or "
 			      "object (the max_items limit)",
 			      origin, line, col, lim->max_items);
+		return -1;
+	case SCAN_NUL:
+		line_col(text, off, &line, &col);
+		sp_diag_error(diag,
+			      "%s: line %zu column %zu: a string holds \\u0000 (NUL), which no "
+			      "Kubernetes name or value can hold",
+			      origin, line, col);
 		return -1;
 	}
 	root = cJSON_ParseWithLengthOpts(text, len, &end, false);

@@ -149,11 +149,15 @@ bad_svc("duplicate-ports", P + "spec.ports[1]",
 bad_svc("duplicate-port-names", P + "spec.ports[1].name",
         ports=[{"name": "a", "protocol": "TCP", "port": 80},
                {"name": "a", "protocol": "TCP", "port": 81}])
-CLASH = ("the planner does not detect it (src/plan/plan.c); the hostile Service, having no "
-         "endpoints, adds a reject for the good one's address and port")
-bad_svc("clashing-nodeport", "30080", xfail=CLASH,
-        type="NodePort", ports=[{"name": "h", "protocol": "TCP", "port": 80, "nodePort": 30080}])
-bad_svc("clashing-clusterip", "10.96.0.10", xfail=CLASH, clusterIP="10.96.0.10", clusterIPs=["10.96.0.10"])
+# The first Service (in read order) keeps the node port or address; the
+# later one's clashing port is refused, naming both Services.
+bad_svc("clashing-nodeport", P + "spec.ports[0].nodePort: 30080/TCP is already used by "
+        "Service default/np", type="NodePort",
+        ports=[{"name": "h", "protocol": "TCP", "port": 80, "nodePort": 30080}])
+bad_svc("clashing-clusterip", P + "spec.clusterIPs[0]: 10.96.0.10 port 80/TCP is already used "
+        "by Service default/web", clusterIP="10.96.0.10", clusterIPs=["10.96.0.10"])
+bad_svc("clashing-lb-ip", P + "spec.externalIPs[0]: 203.0.113.10 port 80/TCP is already used "
+        "by Service default/lb", externalIPs=["203.0.113.10"])
 # -- size: huge arrays, deep nesting, huge strings, a 100 MB file
 case("huge-ports-array",
      svc("hostile", cip("10.96.9.60", ports=[{"port": 1 + i % 65535, "name": "p%d" % i,
@@ -170,8 +174,7 @@ case("invalid-utf8-name", b'{"apiVersion":"v1","kind":"Service","metadata":{"nam
      "UTF-8")
 case("nul-in-name", b'{"apiVersion":"v1","kind":"Service","metadata":{"name":"bad\\u0000x",'
      b'"namespace":"default"},"spec":{"clusterIP":"10.96.9.71","ports":[{"port":80}]}}',
-     "NUL", xfail="cJSON ends the string at the escaped NUL: the name is read as "
-     "\"bad\" and the Service is planned (src/source: refuse \\u0000 in strings)")
+     "line 1 column 60: a string holds \\u0000 (NUL)")
 case("invalid-dns-name", svc("Bad_Name!", cip("10.96.9.72")), "metadata.name")
 # -- unknown kinds and API versions, missing fields
 # Kinds svcproxy does not use are skipped silently by contract (source.h):

@@ -1077,6 +1077,39 @@ START_TEST(invalid_utf8_is_reported)
 }
 END_TEST
 
+START_TEST(escaped_nul_is_refused)
+{
+	/* An escaped backslash before "u0000" is two characters, not a NUL. */
+	static const char fine[] =
+		"{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"a\","
+		"\"namespace\":\"b\",\"annotations\":{\"x\":\"c:\\\\u0000\"}},\"spec\":{"
+		"\"clusterIP\":\"10.0.0.1\",\"ports\":[{\"port\":1}]}}";
+	static const char text[] =
+		"{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\n\"name\":"
+		"\"bad\\u0000x\","
+		"\"namespace\":\"b\"},\"spec\":{\"clusterIP\":\"10.0.0.1\",\"ports\":[{\"port\":1}]"
+		"}}";
+	struct sp_cluster c;
+	struct sp_diag d;
+
+	sp_cluster_init(&c);
+	sp_diag_init(&d);
+	ck_assert_int_eq(read_text(&c, &d, fine), 0);
+	ck_assert_uint_eq(c.n_services, 1);
+	ck_assert_int_eq(read_text(&c, &d, text), -1);
+	ck_assert_uint_eq(c.n_services, 1);
+	if (!sp_diag_has(&d, SP_SEV_ERROR,
+			 "svc.json: line 2 column 12: a string holds \\u0000 (NUL), which no "
+			 "Kubernetes name or value can hold"))
+		dump_diag(&d);
+	ck_assert(sp_diag_has(&d, SP_SEV_ERROR,
+			      "svc.json: line 2 column 12: a string holds \\u0000 (NUL), which no "
+			      "Kubernetes name or value can hold"));
+	sp_cluster_free(&c);
+	sp_diag_free(&d);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("source");
@@ -1100,6 +1133,7 @@ int main(void)
 	tcase_add_test(tc, skipped_items_name_themselves);
 	tcase_add_test(tc, limits_are_enforced);
 	tcase_add_test(tc, invalid_utf8_is_reported);
+	tcase_add_test(tc, escaped_nul_is_refused);
 	tcase_add_test(tc, hostile_bytes_never_crash);
 	tcase_add_test(tc, wrong_types_everywhere_never_crash);
 	suite_add_tcase(s, tc);
