@@ -3,6 +3,7 @@
  * found on the way is collected in one struct sp_diag and reported here. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ struct sp_cli {
 	char *state_dir;  /* conntrack: where the last programmed plan is kept */
 	char *kubeconfig; /* run: API server access */
 	bool in_cluster;
+	struct sp_source_limits limits; /* --max-input-bytes & co */
 	/* Kept for SIGHUP, which rebuilds the configuration from them. */
 	int argc;
 	char **argv;
@@ -76,6 +78,11 @@ static const char sp_usage[] =
 	"  --ipvs-capture MODE          per-port (default) or whole-address\n"
 	"  --config FILE                a KubeProxyConfiguration (JSON or YAML)\n"
 	"  -o, --output FORMAT          text (default) or json (plan)\n"
+	"  --max-input-bytes N          plan, sync, diff: refuse a source file larger\n"
+	"                               than N bytes (default 67108864, 64 MiB)\n"
+	"  --max-json-depth N           ... or one nested deeper than N (default 64)\n"
+	"  --max-json-items N           ... or one with more than N entries in one array or\n"
+	"                               object (default 100000)\n"
 	"  --kubeconfig FILE            run: API server credentials\n"
 	"  --in-cluster                 run: use the Pod's service account\n"
 	"  --sync-period DURATION       run: full resync interval (default 30s)\n"
@@ -117,6 +124,9 @@ enum {
 	OPT_HEALTHZ_BIND,
 	OPT_METRICS_BIND,
 	OPT_STATE_DIR,
+	OPT_MAX_INPUT_BYTES,
+	OPT_MAX_JSON_DEPTH,
+	OPT_MAX_JSON_ITEMS,
 };
 
 static const struct option sp_options[] = {
@@ -144,6 +154,9 @@ static const struct option sp_options[] = {
 	{"healthz-bind-address", required_argument, NULL, OPT_HEALTHZ_BIND},
 	{"metrics-bind-address", required_argument, NULL, OPT_METRICS_BIND},
 	{"state-dir", required_argument, NULL, OPT_STATE_DIR},
+	{"max-input-bytes", required_argument, NULL, OPT_MAX_INPUT_BYTES},
+	{"max-json-depth", required_argument, NULL, OPT_MAX_JSON_DEPTH},
+	{"max-json-items", required_argument, NULL, OPT_MAX_JSON_ITEMS},
 	{NULL, 0, NULL, 0},
 };
 
@@ -260,6 +273,20 @@ static bool sp_cli_load_config_first(struct sp_config *cfg, int argc, char **arg
 	return true;
 }
 
+/* A source limit: a whole number from 1 up. */
+static bool sp_cli_parse_limit(const char *flag, const char *text, size_t *out,
+			       struct sp_diag *diag)
+{
+	long v;
+
+	if (!sp_parse_long(text, 1, LONG_MAX, &v)) {
+		sp_diag_error(diag, "--%s: %s is not a whole number from 1 up", flag, text);
+		return false;
+	}
+	*out = (size_t)v;
+	return true;
+}
+
 static bool sp_cli_apply_option(struct sp_cli *cli, struct sp_config *cfg, int opt, const char *arg,
 				struct sp_diag *diag)
 {
@@ -354,6 +381,13 @@ static bool sp_cli_apply_option(struct sp_cli *cli, struct sp_config *cfg, int o
 	case OPT_METRICS_BIND:
 		sp_cli_replace(&cfg->metrics_bind_address, arg);
 		return true;
+	case OPT_MAX_INPUT_BYTES:
+		return sp_cli_parse_limit("max-input-bytes", arg, &cli->limits.max_file_bytes,
+					  diag);
+	case OPT_MAX_JSON_DEPTH:
+		return sp_cli_parse_limit("max-json-depth", arg, &cli->limits.max_depth, diag);
+	case OPT_MAX_JSON_ITEMS:
+		return sp_cli_parse_limit("max-json-items", arg, &cli->limits.max_items, diag);
 	}
 	return false;
 }
@@ -405,6 +439,7 @@ static bool sp_cli_build_config(struct sp_cli *cli, struct sp_config *cfg, struc
 	int opt;
 
 	sp_config_init(cfg);
+	sp_source_limits_default(&cli->limits);
 	if (!sp_cli_load_config_first(cfg, cli->argc, cli->argv, diag))
 		return false;
 	optind = 0; /* glibc: 0 restarts the scan from scratch */
@@ -470,12 +505,10 @@ static int sp_cli_parse(struct sp_cli *cli, int argc, char **argv, struct sp_dia
 static int sp_cli_read_sources(const struct sp_cli *cli, struct sp_cluster *cluster,
 			       struct sp_diag *diag)
 {
-	struct sp_source_limits limits;
 	int worst = 0;
 
-	sp_source_limits_default(&limits);
 	for (size_t i = 0; i < cli->n_sources; i++) {
-		int r = sp_source_read_path(cluster, cli->sources[i], &limits, diag);
+		int r = sp_source_read_path(cluster, cli->sources[i], &cli->limits, diag);
 
 		if (r < 0)
 			worst = -1;
