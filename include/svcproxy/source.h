@@ -40,4 +40,10 @@ int sp_source_read_json(struct sp_cluster *c, const char *origin, const cJSON *o
  * negative, or longer than UINT32_MAX milliseconds. */
 bool sp_src_parse_duration_ms(const char *text, uint64_t *ms);
 
+/* Offset of the first "\u0000" escape inside a JSON string of text, or len
+ * when there is none. cJSON ends the string there and hands back a shorter,
+ * different name or value, so a caller that parses text itself (a watch
+ * stream) refuses such text; sp_source_read_buffer() already does. */
+size_t sp_src_find_escaped_nul(const char *text, size_t len);
+
 #endif

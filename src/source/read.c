@@ -220,6 +220,23 @@ static bool escaped_nul_at(const char *text, size_t len, size_t i)
 	return len - i >= 6 && text[i + 1] == 'u' && !memcmp(text + i + 2, "0000", 4);
 }
 
+size_t sp_src_find_escaped_nul(const char *text, size_t len)
+{
+	bool in_string = false;
+
+	for (size_t i = 0; i < len; i++) {
+		if (!in_string)
+			in_string = text[i] == '"';
+		else if (text[i] == '\\' && escaped_nul_at(text, len, i))
+			return i;
+		else if (text[i] == '\\')
+			i++;
+		else if (text[i] == '"')
+			in_string = false;
+	}
+	return len;
+}
+
 /* Nesting, container sizes and escaped NULs of the raw text, found before cJSON
  * recurses into it or allocates a node per value; *off is where the
  * first limit was crossed. */

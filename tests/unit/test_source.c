@@ -1105,6 +1105,12 @@ START_TEST(escaped_nul_is_refused)
 	ck_assert(sp_diag_has(&d, SP_SEV_ERROR,
 			      "svc.json: line 2 column 12: a string holds \\u0000 (NUL), which no "
 			      "Kubernetes name or value can hold"));
+	ck_assert_uint_eq(sp_src_find_escaped_nul(fine, strlen(fine)), strlen(fine));
+	ck_assert_uint_eq(sp_src_find_escaped_nul(text, strlen(text)),
+			  (size_t)(strstr(text, "\\u0000") - text));
+	/* Outside a string it is not JSON anyway: left to the parser. */
+	ck_assert_uint_eq(sp_src_find_escaped_nul("[\\u0000]", 8), 8);
+	ck_assert_uint_eq(sp_src_find_escaped_nul("\"\\u000", 6), 6);
 	sp_cluster_free(&c);
 	sp_diag_free(&d);
 }
