@@ -35,6 +35,7 @@ CLIENT_IP = "10.0.0.2"
 CLUSTER_CIDR = "10.128.0.0/9"
 CLONE_NEWNET = 0x40000000
 
+DATAPATH_ROUNDS = 5
 FAILURES = []
 WARNINGS = []
 
@@ -399,16 +400,32 @@ class Bench:
             row["sync"] = self.sync(node, mode, base)
             srv = self.ns.popen(p, [self.tcp, "serve", "8080", "600"])
             time.sleep(0.2)
-            for key, addr, port in (("direct", eps[0], "8080"), ("service", vip, "80")):
-                r = subprocess.run(["ip", "netns", "exec", c, "timeout", "300", self.tcp,
-                                    "connect", addr, port, str(self.a.connects)],
-                                   capture_output=True, text=True)
-                try:
-                    row[key] = json.loads(r.stdout)
-                except ValueError:
-                    row[key] = {"failed": self.a.connects, "error": r.stderr.strip()}
-                check(r.returncode == 0, "%s S=%d: connections to %s:%s failed (%s)"
-                      % (mode, S, addr, port, r.stdout.strip() or r.stderr.strip()))
+            # Rounds alternate the two targets so that a slow spell of the
+            # shared machine hits both; the median of the round medians counts.
+            rounds = {"direct": [], "service": []}
+            per_round = max(self.a.connects // DATAPATH_ROUNDS, 50)
+            for _ in range(DATAPATH_ROUNDS):
+                for key, addr, port in (("direct", eps[0], "8080"), ("service", vip, "80")):
+                    r = subprocess.run(["ip", "netns", "exec", c, "timeout", "300", self.tcp,
+                                        "connect", addr, port, str(per_round)],
+                                       capture_output=True, text=True)
+                    try:
+                        rounds[key].append(json.loads(r.stdout))
+                    except ValueError:
+                        rounds[key].append({"failed": per_round, "error": r.stderr.strip()})
+                    # A few lost handshakes (retransmission beyond the 2 s
+                    # timeout, seen in the lab) are reported; more fail.
+                    lost = rounds[key][-1].get("failed", per_round)
+                    (warn if r.returncode == 0 or lost * 100 < per_round else check)(
+                        r.returncode == 0, "%s S=%d: connections to %s:%s failed (%s)"
+                        % (mode, S, addr, port, r.stdout.strip() or r.stderr.strip()))
+            for key, rs in rounds.items():
+                ok = [x for x in rs if "median_us" in x]
+                row[key] = {"rounds": rs, "failed": sum(x.get("failed", 0) for x in rs),
+                            "count": sum(x.get("count", 0) for x in rs)}
+                if ok:
+                    row[key]["median_us"] = median([x["median_us"] for x in ok])
+                    row[key]["p90_us"] = median([x["p90_us"] for x in ok])
             stop(srv)
         finally:
             for x in (c, node, p):
@@ -476,6 +493,12 @@ class Bench:
         self.results["failures"] = FAILURES
         self.results["warnings"] = WARNINGS
         return self.results
+
+
+def median(values):
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
 
 
 # ---- text helpers -------------------------------------------------------------------
@@ -655,6 +678,7 @@ def main():
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)
     if not a.in_guest:
+        sys.dont_write_bytecode = True
         sys.path.insert(0, HERE)
         import report
         print(report.table(res))

@@ -119,7 +119,7 @@ def table(res):
         out.append("Data path: TCP connect() from a client namespace through the node "
                    "namespace (holding the rules) to the last Service's ClusterIP, and directly "
                    "to one of its endpoints (still through the node's rules, matching none); "
-                   "median and p90 of every connect but the first tenth")
+                   "median and p90 (first tenth of each round left out), median of 5 alternating rounds")
         hdr = "%-9s %6s %11s %11s %9s | %11s %11s %9s"
         out.append(hdr % ("mode", "S", "service", "p90", "vs S=min", "direct", "p90",
                           "vs S=min"))
