@@ -28,7 +28,9 @@
 #include "svcproxy/source.h"
 
 #define NS_PER_MS 1000000LL
-#define MAX_TRIGGERS 1024
+/* Change times waiting for a sync; beyond this (syncs failing for long)
+ * later changes go untimed rather than grow without bound. */
+#define MAX_TRIGGERS 100000
 
 struct sp_daemon {
 	const struct sp_daemon_opts *opts;
@@ -52,8 +54,8 @@ struct sp_daemon {
 	bool failing;
 	int64_t last_attempt_ns, last_full_ns; /* CLOCK_MONOTONIC */
 	int64_t retry_ns;		       /* backoff after a failed sync */
-	int64_t triggers[MAX_TRIGGERS];	       /* CLOCK_REALTIME of unsynced changes */
-	size_t n_triggers;
+	int64_t *triggers; /* CLOCK_REALTIME of unsynced changes, one per object */
+	size_t n_triggers, cap_triggers;
 	struct sp_dchanges pending;
 	uint64_t watchdog_usec;
 };
@@ -145,20 +147,33 @@ static void rearm(struct sp_daemon *d)
 		sp_dlog(SP_LOG_ERROR, "timerfd: %s", strerror(errno));
 }
 
-/* A source changed what is in force: queue a sync. */
+static void add_trigger(struct sp_daemon *d, int64_t at)
+{
+	if (d->n_triggers < MAX_TRIGGERS)
+		*(int64_t *)sp_array_push(&d->triggers, &d->n_triggers, &d->cap_triggers,
+					  sizeof(int64_t)) = at;
+}
+
+/* A source changed what is in force: queue a sync. Each changed Service or
+ * EndpointSlice is one network programming observation, timed from
+ * ch->trig when the source knows when it changed, else from trigger_ns or
+ * now. */
 static void queue_change(struct sp_daemon *d, const struct sp_dchanges *ch, int64_t trigger_ns)
 {
 	int64_t real = sp_dclock_ns(CLOCK_REALTIME);
 
 	bool any = ch->services || ch->slices || ch->nodes;
 
+	if (ch->trig)
+		for (size_t i = 0; i < ch->trig->n; i++)
+			add_trigger(d, ch->trig->at[i]);
+	else
+		for (size_t i = 0; i < ch->services + ch->slices; i++)
+			add_trigger(d, trigger_ns ? trigger_ns : real);
 	d->dirty = true;
 	d->pending.services += ch->services;
 	d->pending.slices += ch->slices;
 	d->pending.nodes += ch->nodes;
-	/* A reload queues a sync without a change: nothing to time. */
-	if (any && d->n_triggers < MAX_TRIGGERS)
-		d->triggers[d->n_triggers++] = trigger_ns ? trigger_ns : real;
 	pthread_mutex_lock(&d->sh.lock);
 	d->sh.m.service_changes_total += ch->services;
 	d->sh.m.endpoint_changes_total += ch->slices;
@@ -172,6 +187,13 @@ static void queue_change(struct sp_daemon *d, const struct sp_dchanges *ch, int6
 		sp_dlog(SP_LOG_INFO,
 			"change queued: %zu service(s), %zu endpoint slice(s), %zu node(s)",
 			ch->services, ch->slices, ch->nodes);
+}
+
+/* As kube-proxy's change tracker: a change made before the start is not
+ * timed from when it was made. */
+static int64_t started_ns(const struct sp_daemon *d)
+{
+	return (int64_t)(d->sh.start_time * 1e9);
 }
 
 static void kube_changed(void *arg, const struct sp_dchanges *ch, int64_t trigger_ns)
@@ -416,7 +438,8 @@ static void on_watchdog(struct sp_dwatch *w, uint32_t events)
 static void on_files(struct sp_dwatch *w, uint32_t events)
 {
 	struct sp_daemon *d = w->arg;
-	struct sp_dchanges ch = {0};
+	struct sp_dtriggers trig = {.since_ns = started_ns(d)};
+	struct sp_dchanges ch = {.trig = &trig};
 	struct sp_diag diag;
 	size_t n_bad = 0;
 
@@ -424,6 +447,7 @@ static void on_files(struct sp_dwatch *w, uint32_t events)
 	sp_diag_init(&diag);
 	if (sp_dfiles_update(d->files, false, &ch, &n_bad, &diag))
 		queue_change(d, &ch, 0);
+	sp_dtriggers_free(&trig);
 	for (size_t i = 0; i < diag.n_msgs; i++)
 		sp_dlog(diag.msgs[i].severity == SP_SEV_ERROR ? SP_LOG_ERROR : SP_LOG_WARNING, "%s",
 			diag.msgs[i].text);
@@ -510,7 +534,8 @@ static void reload_config(struct sp_daemon *d)
 
 static void reload(struct sp_daemon *d)
 {
-	struct sp_dchanges ch = {0};
+	struct sp_dtriggers trig = {.since_ns = started_ns(d)};
+	struct sp_dchanges ch = {.trig = &trig};
 
 	sp_dlog(SP_LOG_NOTICE, "SIGHUP: reloading");
 	if (d->opts->reload)
@@ -531,6 +556,7 @@ static void reload(struct sp_daemon *d)
 		sp_kube_relist(d->kube);
 	d->need_full = true;
 	queue_change(d, &ch, 0);
+	sp_dtriggers_free(&trig);
 }
 
 static void on_signal(struct sp_dwatch *w, uint32_t events)
@@ -665,6 +691,7 @@ static void teardown(struct sp_daemon *d, const sigset_t *old_mask)
 		close(d->wd_w.fd);
 	if (d->epfd >= 0)
 		close(d->epfd);
+	free(d->triggers);
 	sp_dlog_dedup_free(&d->dedup_sync);
 	sp_dlog_dedup_free(&d->dedup_hc);
 	sp_dshared_free(&d->sh);

@@ -9,7 +9,10 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "state.h"
 
 /* Not IN_MODIFY: a writer's intermediate states are not worth reading, the
  * close (or the rename into place) tells that it is done. IN_CREATE only
@@ -28,15 +31,21 @@ struct sp_dfile {
 	uint64_t hash;
 	struct sp_dstore good; /* objects of the last good content */
 	bool bad;	       /* the current content was rejected */
-	bool seen;	       /* found by the current scan */
 };
 
 struct sp_dsrc {
 	char *path;
-	char *watch_dir; /* the directory itself, or a file's parent */
-	bool is_dir;
-	int wd;
-	bool touched;
+	char *watch_dir;  /* the directory itself, or a file's parent */
+	char *parent;	  /* watch_dir's parent: watched while watch_dir is gone */
+	char *watch_base; /* watch_dir's name in parent */
+	char *file_base;  /* a file source's name in watch_dir; NULL for a directory */
+	int wd;		  /* -1 while watch_dir is gone */
+	int parent_wd;	  /* -1 unless watch_dir is gone */
+	bool rescan;	  /* read the whole source again */
+	bool lost;	  /* watch_dir went away or moved */
+	bool back;	  /* something appeared at watch_dir's name */
+	char **names;	  /* files of a directory source named by events */
+	size_t n_names, cap_names;
 };
 
 struct sp_dfiles {
@@ -59,27 +68,69 @@ int sp_dfiles_fd(const struct sp_dfiles *f)
 	return f->ifd;
 }
 
-/* Watch (again) the source's directory. The same directory keeps its watch
- * descriptor; only a directory that was replaced gets a new one, and only
- * then is the old one dropped: removing a watch queues IN_IGNORED, which
- * must not look like a reason to watch again (that loop would spin). */
-static void add_watch(struct sp_dfiles *f, struct sp_dsrc *s, struct sp_diag *diag)
+static bool wd_used(const struct sp_dfiles *f, int wd)
 {
-	int wd = inotify_add_watch(f->ifd, s->watch_dir, SP_DFILES_MASK);
+	for (size_t i = 0; i < f->n_srcs; i++)
+		if (f->srcs[i].wd == wd || f->srcs[i].parent_wd == wd)
+			return true;
+	return false;
+}
 
-	if (wd < 0) {
-		sp_diag_error(diag, "%s: cannot watch: %s", s->watch_dir, strerror(errno));
-		return;
-	}
-	if (s->wd >= 0 && s->wd != wd) {
-		bool shared = false;
+/* Drop a watch no source uses any more. Its IN_IGNORED then matches no
+ * source, so it cannot look like a reason to watch again (that would spin). */
+static void unwatch(struct sp_dfiles *f, int *wd)
+{
+	int old = *wd;
 
-		for (size_t i = 0; i < f->n_srcs; i++)
-			shared |= &f->srcs[i] != s && f->srcs[i].wd == s->wd;
-		if (!shared)
-			inotify_rm_watch(f->ifd, s->wd);
-	}
+	*wd = -1;
+	if (old >= 0 && !wd_used(f, old))
+		inotify_rm_watch(f->ifd, old);
+}
+
+/* Watch the source's directory (again). 0, or -1 with errno. Every watch
+ * uses the same mask: a directory watched twice (two sources, or a source's
+ * directory being another's parent) shares one watch descriptor, and a
+ * second mask would replace the first. */
+static int add_watch(struct sp_dfiles *f, struct sp_dsrc *s)
+{
+	int wd = inotify_add_watch(f->ifd, s->watch_dir, SP_DFILES_MASK | IN_ONLYDIR);
+
+	if (wd < 0)
+		return -1;
+	if (s->wd != wd)
+		unwatch(f, &s->wd);
 	s->wd = wd;
+	if (s->parent_wd >= 0)
+		unwatch(f, &s->parent_wd);
+	return 0;
+}
+
+/* The source's directory is gone: keep its files' last good objects and
+ * watch its parent for a directory of the same name. */
+static void watch_parent(struct sp_dfiles *f, struct sp_dsrc *s, struct sp_diag *diag)
+{
+	unwatch(f, &s->wd);
+	if (s->parent_wd < 0) {
+		s->parent_wd = inotify_add_watch(f->ifd, s->parent, SP_DFILES_MASK | IN_ONLYDIR);
+		if (s->parent_wd < 0) {
+			sp_diag_error(diag,
+				      "%s: gone, and so is %s (%s); keeping its last good content "
+				      "until SIGHUP",
+				      s->watch_dir, s->parent, strerror(errno));
+			return;
+		}
+		sp_diag_warn(diag, "%s: gone; keeping its last good content until it is back",
+			     s->watch_dir);
+	}
+	/* It may have come back before the parent was watched. */
+	if (add_watch(f, s) == 0)
+		s->rescan = true;
+}
+
+static void rewatch(struct sp_dfiles *f, struct sp_dsrc *s, struct sp_diag *diag)
+{
+	if (add_watch(f, s) < 0)
+		watch_parent(f, s, diag);
 }
 
 struct sp_dfiles *sp_dfiles_open(const char *const *paths, size_t n,
@@ -100,25 +151,33 @@ struct sp_dfiles *sp_dfiles_open(const char *const *paths, size_t n,
 	for (size_t i = 0; i < n; i++) {
 		struct sp_dsrc *s = &f->srcs[f->n_srcs++];
 		struct stat st;
+		char *copy;
 
 		s->path = sp_xstrdup(paths[i]);
-		s->wd = -1;
+		s->wd = s->parent_wd = -1;
 		if (stat(paths[i], &st) < 0) {
 			sp_diag_error(diag, "%s: %s", paths[i], strerror(errno));
 			sp_dfiles_close(f);
 			return NULL;
 		}
-		s->is_dir = S_ISDIR(st.st_mode);
-		if (s->is_dir) {
+		if (S_ISDIR(st.st_mode)) {
 			s->watch_dir = sp_xstrdup(paths[i]);
 		} else {
-			char *copy = sp_xstrdup(paths[i]);
-
+			copy = sp_xstrdup(paths[i]);
 			s->watch_dir = sp_xstrdup(dirname(copy));
 			free(copy);
+			copy = sp_xstrdup(paths[i]);
+			s->file_base = sp_xstrdup(basename(copy));
+			free(copy);
 		}
-		add_watch(f, s, diag);
-		if (s->wd < 0) {
+		copy = sp_xstrdup(s->watch_dir);
+		s->parent = sp_xstrdup(dirname(copy));
+		free(copy);
+		copy = sp_xstrdup(s->watch_dir);
+		s->watch_base = sp_xstrdup(basename(copy));
+		free(copy);
+		if (add_watch(f, s) < 0) {
+			sp_diag_error(diag, "%s: cannot watch: %s", s->watch_dir, strerror(errno));
 			sp_dfiles_close(f);
 			return NULL;
 		}
@@ -127,13 +186,27 @@ struct sp_dfiles *sp_dfiles_open(const char *const *paths, size_t n,
 	return f;
 }
 
+static void src_clear_names(struct sp_dsrc *s)
+{
+	for (size_t i = 0; i < s->n_names; i++)
+		free(s->names[i]);
+	s->n_names = 0;
+}
+
 void sp_dfiles_close(struct sp_dfiles *f)
 {
 	if (!f)
 		return;
 	for (size_t i = 0; i < f->n_srcs; i++) {
-		free(f->srcs[i].path);
-		free(f->srcs[i].watch_dir);
+		struct sp_dsrc *s = &f->srcs[i];
+
+		src_clear_names(s);
+		free(s->names);
+		free(s->path);
+		free(s->watch_dir);
+		free(s->parent);
+		free(s->watch_base);
+		free(s->file_base);
 	}
 	free(f->srcs);
 	for (size_t i = 0; i < f->n_files; i++)
@@ -144,13 +217,34 @@ void sp_dfiles_close(struct sp_dfiles *f)
 	free(f);
 }
 
+/* Index of path in f->files, or where it would go (*found false). */
+static size_t file_find(const struct sp_dfiles *f, const char *path, bool *found)
+{
+	size_t lo = 0, hi = f->n_files;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(f->files[mid].path, path);
+
+		if (!c) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = false;
+	return lo;
+}
+
 static struct sp_dfile *file_get(struct sp_dfiles *f, const char *path)
 {
-	size_t at = 0;
+	bool found;
+	size_t at = file_find(f, path, &found);
 
-	while (at < f->n_files && strcmp(f->files[at].path, path) < 0)
-		at++;
-	if (at < f->n_files && !strcmp(f->files[at].path, path))
+	if (found)
 		return &f->files[at];
 	sp_array_push(&f->files, &f->n_files, &f->cap_files, sizeof(*f->files));
 	memmove(&f->files[at + 1], &f->files[at], (f->n_files - 1 - at) * sizeof(*f->files));
@@ -160,8 +254,25 @@ static struct sp_dfile *file_get(struct sp_dfiles *f, const char *path)
 	return &f->files[at];
 }
 
-/* Whole file, or NULL with *err set. */
-static char *slurp(const char *path, size_t max, size_t *len, int *err)
+/* The file is gone: its objects go (a deletion, timed from now). */
+static bool file_drop(struct sp_dfiles *f, size_t at, struct sp_dchanges *ch)
+{
+	struct sp_dfile *e = &f->files[at];
+	struct sp_dstore empty;
+	bool changed = e->good.n > 0;
+
+	if (ch->trig)
+		ch->trig->fallback_ns = sp_dclock_ns(CLOCK_REALTIME);
+	sp_dstore_init(&empty, NULL, NULL);
+	sp_dstore_diff(&e->good, &empty, ch);
+	file_clear(e);
+	memmove(e, e + 1, (f->n_files - at - 1) * sizeof(*e));
+	f->n_files--;
+	return changed;
+}
+
+/* Whole file, or NULL with *err set; *mtime_ns its modification time. */
+static char *slurp(const char *path, size_t max, size_t *len, int64_t *mtime_ns, int *err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
@@ -179,6 +290,7 @@ static char *slurp(const char *path, size_t max, size_t *len, int *err)
 		close(fd);
 		return NULL;
 	}
+	*mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 	buf = sp_xmalloc((size_t)st.st_size + 1);
 	for (;;) {
 		ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
@@ -213,29 +325,106 @@ static uint64_t fnv1a(const char *data, size_t len)
 	return h;
 }
 
-/* Read one file; replace its objects when the new content is good. */
-static bool reread(struct sp_dfiles *f, const char *path, struct sp_dchanges *ch, size_t *n_bad,
-		   struct sp_diag *diag)
+/* As the reader's max_depth: containers nested in containers. */
+static bool depth_ok(const cJSON *v, size_t depth, size_t max)
 {
-	struct sp_dfile *e = file_get(f, path);
-	struct sp_dstore next;
-	struct sp_cluster scratch;
-	struct sp_diag check;
-	size_t len = 0;
-	int err = 0, r;
-	uint64_t hash;
-	char *text = slurp(path, f->lim.max_file_bytes, &len, &err);
-	cJSON *doc;
+	if (!cJSON_IsArray(v) && !cJSON_IsObject(v))
+		return true;
+	if (depth + 1 > max)
+		return false;
+	for (const cJSON *it = v->child; it; it = it->next)
+		if (!depth_ok(it, depth + 1, max))
+			return false;
+	return true;
+}
 
-	e->seen = true;
+/* What makes sp_source_read_json reject a document whole before it
+ * decodes any object; the objects themselves are judged by the store's
+ * decoding, so that a file is decoded once. */
+static bool doc_shape_ok(const cJSON *doc, const struct sp_source_limits *lim)
+{
+	const cJSON *items = cJSON_GetObjectItemCaseSensitive(doc, "items");
+
+	if (!cJSON_IsObject(doc) || !depth_ok(doc, 0, lim->max_depth))
+		return false;
+	return !items ||
+	       (cJSON_IsArray(items) && (size_t)cJSON_GetArraySize(items) <= lim->max_items);
+}
+
+/* Decode doc into next, once. False, with the reasons in diag, when the
+ * reader would reject the file whole. */
+static bool decode_doc(struct sp_dfiles *f, struct sp_dfile *e, const cJSON *doc,
+		       struct sp_dstore *next, struct sp_diag *diag)
+{
+	bool ok = true;
+
+	if (!doc_shape_ok(doc, &f->lim)) {
+		struct sp_cluster scratch;
+		struct sp_diag check;
+
+		/* Fails before decoding anything: only for its messages. */
+		sp_cluster_init(&scratch);
+		sp_diag_init(&check);
+		sp_source_read_json(&scratch, e->path, doc, &f->lim, &check);
+		for (size_t i = 0; i < check.n_msgs; i++)
+			if (check.msgs[i].severity == SP_SEV_ERROR)
+				sp_diag_error(diag, "%s; keeping its last good content",
+					      check.msgs[i].text);
+		sp_cluster_free(&scratch);
+		sp_diag_free(&check);
+		return false;
+	}
+	sp_dstore_add_doc_from(next, doc, &e->good);
+	for (size_t i = 0; i < next->n; i++) {
+		const struct sp_dobj *o = &next->objs[i];
+
+		if (o->result >= 0)
+			continue;
+		ok = false;
+		for (size_t j = 0; j < o->diag.n_msgs; j++)
+			if (o->diag.msgs[j].severity == SP_SEV_ERROR)
+				sp_diag_error(diag, "%s; keeping its last good content",
+					      o->diag.msgs[j].text);
+	}
+	return ok;
+}
+
+/* The directory the source reads from is still there. */
+static bool src_present(const struct sp_dsrc *s)
+{
+	struct stat st;
+
+	return stat(s->watch_dir, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Read one file of source s; replace its objects when the new content is
+ * good. A file that is gone loses its objects, unless its whole directory
+ * went (an unmounted volume, a directory moved away): then they stay. */
+static bool reread(struct sp_dfiles *f, const struct sp_dsrc *s, const char *path,
+		   struct sp_dchanges *ch, size_t *n_bad, struct sp_diag *diag)
+{
+	struct sp_dfile *e;
+	struct sp_dstore next;
+	struct sp_dchanges here = {.trig = ch->trig};
+	size_t len = 0;
+	int64_t mtime_ns = 0;
+	int err = 0;
+	uint64_t hash;
+	char *text = slurp(path, f->lim.max_file_bytes, &len, &mtime_ns, &err);
+	cJSON *doc;
+	bool found;
+	size_t at;
+
 	if (!text) {
-		if (err == ENOENT)
-			e->seen = false; /* gone between the scan and the read */
-		else
+		at = file_find(f, path, &found);
+		if ((err == ENOENT || err == ENOTDIR) && src_present(s))
+			return found && file_drop(f, at, ch);
+		if (found || err != ENOENT)
 			sp_diag_error(diag, "%s: cannot read (%s); keeping its last good content",
 				      path, strerror(err));
 		return false;
 	}
+	e = file_get(f, path);
 	hash = fnv1a(text, len);
 	if (e->read_once && e->len == len && e->hash == hash) {
 		free(text);
@@ -254,39 +443,32 @@ static bool reread(struct sp_dfiles *f, const char *path, struct sp_dchanges *ch
 		(*n_bad)++;
 		return false;
 	}
-	/* The reader decides what a rejected file is; objects it skips one by
-	 * one are reported at sync time, as `svcproxy sync` does. */
-	sp_cluster_init(&scratch);
-	sp_diag_init(&check);
-	r = sp_source_read_json(&scratch, path, doc, &f->lim, &check);
-	sp_cluster_free(&scratch);
-	if (r < 0) {
-		for (size_t i = 0; i < check.n_msgs; i++)
-			if (check.msgs[i].severity == SP_SEV_ERROR)
-				sp_diag_error(diag, "%s; keeping its last good content",
-					      check.msgs[i].text);
-		sp_diag_free(&check);
+	sp_dstore_init(&next, e->path, &f->lim);
+	if (!decode_doc(f, e, doc, &next, diag)) {
+		sp_dstore_give_back(&next, &e->good);
+		sp_dstore_free(&next);
 		cJSON_Delete(doc);
 		e->bad = true;
 		(*n_bad)++;
 		return false;
 	}
-	sp_diag_free(&check);
-	sp_dstore_init(&next, e->path, &f->lim);
-	sp_dstore_add_doc(&next, doc);
 	cJSON_Delete(doc);
 	e->bad = false;
-	{
-		struct sp_dchanges here = {0};
+	if (ch->trig) {
+		int64_t now = sp_dclock_ns(CLOCK_REALTIME);
 
-		sp_dstore_diff(&e->good, &next, &here);
-		sp_dstore_swap(&e->good, &next);
-		sp_dstore_free(&next);
-		ch->services += here.services;
-		ch->slices += here.slices;
-		ch->nodes += here.nodes;
-		return here.services || here.slices || here.nodes;
+		/* A file moved into place keeps an old mtime: then the
+		 * change is as old as its arrival. */
+		ch->trig->fallback_ns =
+			mtime_ns >= ch->trig->since_ns && mtime_ns <= now ? mtime_ns : now;
 	}
+	sp_dstore_diff(&e->good, &next, &here);
+	sp_dstore_swap(&e->good, &next);
+	sp_dstore_free(&next);
+	ch->services += here.services;
+	ch->slices += here.slices;
+	ch->nodes += here.nodes;
+	return here.services || here.slices || here.nodes;
 }
 
 /* path is dir/NAME (the files read from a directory are dir + "/" + name). */
@@ -310,6 +492,7 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Read every file of the source; files no longer listed lose their objects. */
 static bool scan_source(struct sp_dfiles *f, struct sp_dsrc *s, struct sp_dchanges *ch,
 			size_t *n_bad, struct sp_diag *diag)
 {
@@ -317,18 +500,16 @@ static bool scan_source(struct sp_dfiles *f, struct sp_dsrc *s, struct sp_dchang
 	DIR *dir;
 	struct dirent *de;
 	char **names = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0, cap = 0, i, k;
 
-	if (!s->is_dir)
-		return reread(f, s->path, ch, n_bad, diag);
+	if (s->file_base)
+		return reread(f, s, s->path, ch, n_bad, diag);
 	dir = opendir(s->path);
 	if (!dir) {
-		sp_diag_error(diag, "%s: %s; keeping its last good content", s->path,
-			      strerror(errno));
-		/* Keep every file of this directory in force. */
-		for (size_t i = 0; i < f->n_files; i++)
-			if (in_dir(f->files[i].path, s->path))
-				f->files[i].seen = true;
+		/* Every file of this directory stays in force. */
+		if (s->wd >= 0)
+			sp_diag_error(diag, "%s: %s; keeping its last good content", s->path,
+				      strerror(errno));
 		return false;
 	}
 	while ((de = readdir(dir)))
@@ -337,58 +518,82 @@ static bool scan_source(struct sp_dfiles *f, struct sp_dsrc *s, struct sp_dchang
 				sp_xasprintf("%s/%s", s->path, de->d_name);
 	closedir(dir);
 	qsort(names, n, sizeof(char *), cmp_str);
-	for (size_t i = 0; i < n; i++) {
+	/* Both lists are sorted: walk them together. */
+	for (i = 0, k = 0; i < f->n_files;) {
+		int c;
+
+		if (!in_dir(f->files[i].path, s->path)) {
+			i++;
+			continue;
+		}
+		while (k < n && strcmp(names[k], f->files[i].path) < 0)
+			k++;
+		c = k < n ? strcmp(names[k], f->files[i].path) : 1;
+		if (c)
+			changed |= file_drop(f, i, ch);
+		else
+			i++;
+	}
+	for (i = 0; i < n; i++) {
 		struct stat st;
 
 		if (stat(names[i], &st) == 0 && S_ISREG(st.st_mode))
-			changed |= reread(f, names[i], ch, n_bad, diag);
+			changed |= reread(f, s, names[i], ch, n_bad, diag);
 		free(names[i]);
 	}
 	free(names);
 	return changed;
 }
 
-/* Files not seen by the scan of their source are gone: their objects go. */
-static bool drop_unseen(struct sp_dfiles *f, struct sp_dchanges *ch)
-{
-	bool changed = false;
-	size_t kept = 0;
-
-	for (size_t i = 0; i < f->n_files; i++) {
-		struct sp_dfile *e = &f->files[i];
-
-		if (e->seen) {
-			f->files[kept++] = *e;
-			continue;
-		}
-		{
-			struct sp_dstore empty;
-
-			sp_dstore_init(&empty, NULL, NULL);
-			sp_dstore_diff(&e->good, &empty, ch);
-		}
-		changed |= e->good.n > 0;
-		file_clear(e);
-	}
-	f->n_files = kept;
-	return changed;
-}
-
-static bool created_link(const char *dir, const struct inotify_event *ev)
+static bool is_link_or_dir(const char *dir, const char *name)
 {
 	struct stat st;
-	char *path;
-	bool link;
+	char *path = sp_xasprintf("%s/%s", dir, name);
+	bool r = lstat(path, &st) == 0 && (S_ISLNK(st.st_mode) || S_ISDIR(st.st_mode));
 
-	if (!ev->len)
-		return false;
-	path = sp_xasprintf("%s/%s", dir, ev->name);
-	link = lstat(path, &st) == 0 && S_ISLNK(st.st_mode);
 	free(path);
-	return link;
+	return r;
 }
 
-static void drain(struct sp_dfiles *f, bool *rewatch)
+/* What an event in the source's own directory asks to read again: the
+ * named file when it is one of ours, the whole source when a directory or
+ * a link changed (a ConfigMap volume swaps its ..data link and leaves the
+ * files' own links alone), nothing for other files (temporaries). */
+static void dir_event(struct sp_dsrc *s, const struct inotify_event *ev)
+{
+	bool link_or_dir;
+
+	if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) {
+		s->lost = true;
+		return;
+	}
+	if (!ev->len || (ev->mask & IN_ISDIR)) {
+		s->rescan = true;
+		return;
+	}
+	link_or_dir =
+		(ev->mask & (IN_CREATE | IN_MOVED_TO)) && is_link_or_dir(s->watch_dir, ev->name);
+	if (s->file_base) {
+		/* A new regular file is read when it is closed. */
+		if ((!strcmp(ev->name, s->file_base) && !(ev->mask & IN_CREATE)) || link_or_dir)
+			s->rescan = true;
+		return;
+	}
+	if (!wanted_name(ev->name)) {
+		if (link_or_dir)
+			s->rescan = true;
+		return;
+	}
+	if ((ev->mask & IN_CREATE) && !link_or_dir)
+		return;
+	for (size_t i = 0; i < s->n_names; i++)
+		if (!strcmp(s->names[i], ev->name))
+			return;
+	*(char **)sp_array_push(&s->names, &s->n_names, &s->cap_names, sizeof(char *)) =
+		sp_xstrdup(ev->name);
+}
+
+static void drain(struct sp_dfiles *f, bool *all)
 {
 	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 
@@ -400,65 +605,70 @@ static void drain(struct sp_dfiles *f, bool *rewatch)
 		for (char *p = buf; p < buf + len;) {
 			const struct inotify_event *ev = (const struct inotify_event *)p;
 
-			bool current = false;
+			if (ev->mask & IN_Q_OVERFLOW)
+				*all = true;
+			for (size_t i = 0; i < f->n_srcs && ev->wd >= 0; i++) {
+				struct sp_dsrc *s = &f->srcs[i];
 
-			for (size_t i = 0; i < f->n_srcs; i++) {
-				if (f->srcs[i].wd != ev->wd)
-					continue;
-				current = true;
-				if (!(ev->mask & IN_CREATE) ||
-				    created_link(f->srcs[i].watch_dir, ev))
-					f->srcs[i].touched = true;
+				if (s->wd == ev->wd)
+					dir_event(s, ev);
+				if (s->parent_wd == ev->wd && ev->len &&
+				    (ev->mask & (IN_CREATE | IN_MOVED_TO)) &&
+				    !strcmp(ev->name, s->watch_base))
+					s->back = true;
 			}
-			/* The watched directory itself went away or moved:
-			 * watch whatever is at its path now. */
-			if ((current &&
-			     (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED))) ||
-			    (ev->mask & IN_Q_OVERFLOW))
-				*rewatch = true;
 			p += sizeof(*ev) + ev->len;
 		}
 	}
 }
 
-bool sp_dfiles_update(struct sp_dfiles *f, bool all, struct sp_dchanges *ch, size_t *n_bad,
-		      struct sp_diag *diag)
+/* Read the files an event named, each once. */
+static bool read_named(struct sp_dfiles *f, struct sp_dsrc *s, struct sp_dchanges *ch,
+		       size_t *n_bad, struct sp_diag *diag)
 {
-	bool changed = false, rewatch = false;
+	bool changed = false;
 
-	drain(f, &rewatch);
-	if (rewatch)
-		all = true;
-	for (size_t i = 0; i < f->n_srcs; i++) {
-		struct sp_dsrc *s = &f->srcs[i];
+	for (size_t i = 0; i < s->n_names; i++) {
+		char *path = sp_xasprintf("%s/%s", s->path, s->names[i]);
 
-		if (all) {
-			add_watch(f, s, diag);
-			s->touched = true;
-		}
+		changed |= reread(f, s, path, ch, n_bad, diag);
+		free(path);
 	}
-	for (size_t i = 0; i < f->n_files; i++) {
-		struct sp_dfile *e = &f->files[i];
-		bool untouched = true;
-
-		/* Files of sources not rescanned stay as they are. */
-		for (size_t j = 0; j < f->n_srcs; j++)
-			if (f->srcs[j].touched &&
-			    (!strcmp(e->path, f->srcs[j].path) ||
-			     (f->srcs[j].is_dir && in_dir(e->path, f->srcs[j].path))))
-				untouched = false;
-		e->seen = untouched;
-	}
-	for (size_t i = 0; i < f->n_srcs; i++) {
-		if (!f->srcs[i].touched)
-			continue;
-		f->srcs[i].touched = false;
-		changed |= scan_source(f, &f->srcs[i], ch, n_bad, diag);
-	}
-	changed |= drop_unseen(f, ch);
+	src_clear_names(s);
 	return changed;
 }
 
+bool sp_dfiles_update(struct sp_dfiles *f, bool all, struct sp_dchanges *ch, size_t *n_bad,
+		      struct sp_diag *diag)
+{
+	bool changed = false;
+
+	drain(f, &all);
+	for (size_t i = 0; i < f->n_srcs; i++) {
+		struct sp_dsrc *s = &f->srcs[i];
+
+		if (s->lost) {
+			/* The old watch follows the directory wherever it
+			 * went: what happens there is none of ours. */
+			unwatch(f, &s->wd);
+			s->lost = false;
+			s->back = true;
+		}
+		if (all || s->back) {
+			s->back = false;
+			s->rescan = true;
+			rewatch(f, s, diag);
+		}
+		if (s->rescan) {
+			s->rescan = false;
+			src_clear_names(s);
+			changed |= scan_source(f, s, ch, n_bad, diag);
+		} else {
+			changed |= read_named(f, s, ch, n_bad, diag);
+		}
+	}
+	return changed;
+}
 int sp_dfiles_fill(const struct sp_dfiles *f, struct sp_cluster *c, struct sp_diag *diag)
 {
 	int worst = 0;

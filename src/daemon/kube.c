@@ -18,7 +18,6 @@
 #define BACKOFF_MIN_NS (800 * NS_PER_MS)
 #define BACKOFF_MAX_NS (30000 * NS_PER_MS)
 #define MAX_LINE (64u << 20)
-#define TRIGGER_ANNOTATION "endpoints.kubernetes.io/last-change-trigger-time"
 
 enum kphase { K_IDLE, K_LISTING, K_WATCHING, K_BACKOFF };
 
@@ -325,24 +324,6 @@ static void on_backoff_timer(struct sp_dwatch *w, uint32_t events)
 
 /* ---- objects ---- */
 
-static int64_t parse_rfc3339(const char *s)
-{
-	struct tm tm = {0};
-
-	if (!s || !strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
-		return 0;
-	return (int64_t)timegm(&tm) * 1000000000;
-}
-
-/* An annotation's value (keys hold dots, so no sp_djson_str path). */
-static const char *annotation(const cJSON *obj, const char *key)
-{
-	const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(
-		cJSON_GetObjectItemCaseSensitive(md, "annotations"), key);
-
-	return cJSON_IsString(v) ? v->valuestring : NULL;
-}
 
 /* Lists leave kind out of their items; the model reader needs it. */
 static void complete(struct kres *r, cJSON *obj)
@@ -405,8 +386,11 @@ static bool on_event(struct kres *r, const char *line, size_t len)
 		r->garbage = true;
 		ok = false;
 	} else {
-		int64_t trigger = parse_rfc3339(annotation(obj, TRIGGER_ANNOTATION));
+		/* No since_ns: the first list is not timed at all (below),
+		 * so whatever a watch event carries changed after it. */
+		struct sp_dtriggers trig = {.fallback_ns = sp_dclock_ns(CLOCK_REALTIME)};
 
+		ch.trig = &trig;
 		set_rv(r, sp_djson_str(obj, "metadata.resourceVersion"));
 		complete(r, obj);
 		r->got_event = true;
@@ -417,7 +401,8 @@ static bool on_event(struct kres *r, const char *line, size_t len)
 			obj = NULL;
 		}
 		if (ch.services || ch.slices || ch.nodes)
-			r->k->o.changed(r->k->o.arg, &ch, trigger);
+			r->k->o.changed(r->k->o.arg, &ch, 0);
+		sp_dtriggers_free(&trig);
 	}
 	cJSON_Delete(obj);
 	cJSON_Delete(ev);
@@ -467,7 +452,8 @@ static void list_done(struct kres *r, CURLcode res, long status)
 {
 	cJSON *doc, *items, *it;
 	const char *cont;
-	struct sp_dchanges ch = {0};
+	struct sp_dtriggers trig = {0};
+	struct sp_dchanges ch = {.trig = &trig};
 
 	if (res != CURLE_OK || status != 200) {
 		char why[CURL_ERROR_SIZE + 64];
@@ -516,6 +502,10 @@ static void list_done(struct kres *r, CURLcode res, long status)
 		start_list(r);
 		return;
 	}
+	trig.fallback_ns = sp_dclock_ns(CLOCK_REALTIME);
+	/* The first list is the initial state, not a change to time. */
+	if (!r->synced)
+		ch.trig = NULL;
 	sp_dstore_diff(&r->store, &r->listing, &ch);
 	sp_dstore_swap(&r->store, &r->listing);
 	sp_dstore_free(&r->listing);
@@ -527,6 +517,7 @@ static void list_done(struct kres *r, CURLcode res, long status)
 		r->synced = true;
 		r->k->o.changed(r->k->o.arg, &ch, 0);
 	}
+	sp_dtriggers_free(&trig);
 	start_watch(r);
 }
 

@@ -1,7 +1,11 @@
 #include "store.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#define TRIGGER_ANNOTATION "endpoints.kubernetes.io/last-change-trigger-time"
 
 void sp_dstore_init(struct sp_dstore *s, const char *origin, const struct sp_source_limits *lim)
 {
@@ -115,8 +119,45 @@ static size_t find(const struct sp_dstore *s, const char *key, bool *found)
 	return lo;
 }
 
-static void count(struct sp_dchanges *ch, enum sp_dkind kind)
+void sp_dtriggers_free(struct sp_dtriggers *t)
 {
+	free(t->at);
+	t->at = NULL;
+	t->n = t->cap = 0;
+}
+
+int64_t sp_dtime_parse(const char *s)
+{
+	struct tm tm = {0};
+	const char *rest;
+	int64_t frac = 0, scale = 100000000;
+
+	if (!s || !(rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)))
+		return 0;
+	if (*rest == '.')
+		for (rest++; isdigit((unsigned char)*rest); rest++, scale /= 10)
+			frac += (*rest - '0') * scale;
+	/* The API server writes UTC ("Z"); an offset is not worth a guess. */
+	if (*rest != 'Z')
+		return 0;
+	return (int64_t)timegm(&tm) * 1000000000 + frac;
+}
+
+/* An annotation's value (keys hold dots, so no sp_djson_str path). */
+static int64_t trigger_of(const cJSON *obj)
+{
+	const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(md, "annotations"), TRIGGER_ANNOTATION);
+
+	return cJSON_IsString(v) ? sp_dtime_parse(v->valuestring) : 0;
+}
+
+/* trigger_ns: the changed object's own time, 0 none (a deletion). */
+static void count(struct sp_dchanges *ch, enum sp_dkind kind, int64_t trigger_ns)
+{
+	struct sp_dtriggers *t;
+
 	if (!ch)
 		return;
 	if (kind == SP_DKIND_SERVICE)
@@ -125,9 +166,35 @@ static void count(struct sp_dchanges *ch, enum sp_dkind kind)
 		ch->slices++;
 	else if (kind == SP_DKIND_NODE)
 		ch->nodes++;
+	t = ch->trig;
+	if (!t || (kind != SP_DKIND_SERVICE && kind != SP_DKIND_SLICE))
+		return;
+	*(int64_t *)sp_array_push(&t->at, &t->n, &t->cap, sizeof(int64_t)) =
+		trigger_ns && trigger_ns >= t->since_ns ? trigger_ns : t->fallback_ns;
 }
 
-bool sp_dstore_put(struct sp_dstore *s, cJSON *obj, struct sp_dchanges *ch)
+/* Take prev's decoding of the same key and text, if it has one. */
+static bool reuse(struct sp_dobj *o, struct sp_dstore *prev)
+{
+	bool found;
+	size_t at;
+	struct sp_dobj *p;
+
+	if (!prev)
+		return false;
+	at = find(prev, o->key, &found);
+	if (!found || strcmp(prev->objs[at].text, o->text))
+		return false;
+	p = &prev->objs[at];
+	o->model = p->model;
+	o->diag = p->diag;
+	o->result = p->result;
+	sp_cluster_init(&p->model);
+	sp_diag_init(&p->diag);
+	return true;
+}
+
+static bool put(struct sp_dstore *s, cJSON *obj, struct sp_dchanges *ch, struct sp_dstore *prev)
 {
 	char *key = key_of(obj);
 	char *text = cJSON_PrintUnformatted(obj);
@@ -157,10 +224,17 @@ bool sp_dstore_put(struct sp_dstore *s, cJSON *obj, struct sp_dchanges *ch)
 		o->kind = kind;
 	}
 	o->text = text;
-	obj_decode(s, o, obj);
+	o->trigger_ns = trigger_of(obj);
+	if (!reuse(o, prev))
+		obj_decode(s, o, obj);
 	cJSON_Delete(obj);
-	count(ch, o->kind);
+	count(ch, o->kind, o->trigger_ns);
 	return true;
+}
+
+bool sp_dstore_put(struct sp_dstore *s, cJSON *obj, struct sp_dchanges *ch)
+{
+	return put(s, obj, ch, NULL);
 }
 
 bool sp_dstore_del(struct sp_dstore *s, const cJSON *obj, struct sp_dchanges *ch)
@@ -172,7 +246,7 @@ bool sp_dstore_del(struct sp_dstore *s, const cJSON *obj, struct sp_dchanges *ch
 	free(key);
 	if (!found)
 		return false;
-	count(ch, s->objs[at].kind);
+	count(ch, s->objs[at].kind, 0);
 	obj_clear(&s->objs[at]);
 	memmove(&s->objs[at], &s->objs[at + 1], (s->n - at - 1) * sizeof(*s->objs));
 	s->n--;
@@ -181,6 +255,11 @@ bool sp_dstore_del(struct sp_dstore *s, const cJSON *obj, struct sp_dchanges *ch
 
 size_t sp_dstore_add_doc(struct sp_dstore *s, const cJSON *doc)
 {
+	return sp_dstore_add_doc_from(s, doc, NULL);
+}
+
+size_t sp_dstore_add_doc_from(struct sp_dstore *s, const cJSON *doc, struct sp_dstore *prev)
+{
 	const cJSON *items = cJSON_GetObjectItemCaseSensitive(doc, "items");
 	const cJSON *it;
 	size_t added = 0;
@@ -188,17 +267,36 @@ size_t sp_dstore_add_doc(struct sp_dstore *s, const cJSON *doc)
 	if (!cJSON_IsArray(items)) {
 		if (sp_dkind_of(sp_djson_str(doc, "kind")) == SP_DKIND_OTHER)
 			return 0;
-		sp_dstore_put(s, cJSON_Duplicate(doc, true), NULL);
+		put(s, cJSON_Duplicate(doc, true), NULL, prev);
 		return 1;
 	}
 	cJSON_ArrayForEach(it, items)
 	{
 		if (sp_dkind_of(sp_djson_str(it, "kind")) == SP_DKIND_OTHER)
 			continue;
-		sp_dstore_put(s, cJSON_Duplicate(it, true), NULL);
+		put(s, cJSON_Duplicate(it, true), NULL, prev);
 		added++;
 	}
 	return added;
+}
+
+void sp_dstore_give_back(struct sp_dstore *s, struct sp_dstore *prev)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		struct sp_dobj *o = &s->objs[i], t;
+		bool found;
+		size_t at = find(prev, o->key, &found);
+
+		if (!found || strcmp(prev->objs[at].text, o->text))
+			continue;
+		t = *o;
+		o->model = prev->objs[at].model;
+		o->diag = prev->objs[at].diag;
+		o->result = prev->objs[at].result;
+		prev->objs[at].model = t.model;
+		prev->objs[at].diag = t.diag;
+		prev->objs[at].result = t.result;
+	}
 }
 
 void sp_dstore_diff(const struct sp_dstore *old_s, const struct sp_dstore *new_s,
@@ -212,12 +310,13 @@ void sp_dstore_diff(const struct sp_dstore *old_s, const struct sp_dstore *new_s
 					: strcmp(old_s->objs[i].key, new_s->objs[j].key);
 
 		if (c < 0) {
-			count(ch, old_s->objs[i++].kind);
+			count(ch, old_s->objs[i++].kind, 0);
 		} else if (c > 0) {
-			count(ch, new_s->objs[j++].kind);
+			count(ch, new_s->objs[j].kind, new_s->objs[j].trigger_ns);
+			j++;
 		} else {
 			if (strcmp(old_s->objs[i].text, new_s->objs[j].text))
-				count(ch, new_s->objs[j].kind);
+				count(ch, new_s->objs[j].kind, new_s->objs[j].trigger_ns);
 			i++;
 			j++;
 		}

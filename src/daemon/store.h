@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <cjson/cJSON.h>
 
@@ -33,6 +34,10 @@ struct sp_dobj {
 	struct sp_cluster model;
 	struct sp_diag diag; /* what decoding reported, replayed at each sync */
 	int result;	     /* sp_source_read_json's */
+	/* CLOCK_REALTIME of endpoints.kubernetes.io/last-change-trigger-time,
+	 * 0 when absent: when the change was made, for the network
+	 * programming latency. */
+	int64_t trigger_ns;
 };
 
 struct sp_dstore {
@@ -42,12 +47,29 @@ struct sp_dstore {
 	const struct sp_source_limits *lim;
 };
 
+/* When each changed Service or EndpointSlice was changed: its trigger
+ * annotation when present and not older than since_ns (kube-proxy ignores
+ * changes made before it started), else fallback_ns (a file's mtime, an
+ * event's arrival). Owned by whoever sets it up; sp_dtriggers_free. */
+struct sp_dtriggers {
+	int64_t *at; /* CLOCK_REALTIME */
+	size_t n, cap;
+	int64_t since_ns;
+	int64_t fallback_ns;
+};
+
 /* Changes seen between two versions, by kind (kube-proxy's change metrics). */
 struct sp_dchanges {
 	size_t services;
 	size_t slices;
 	size_t nodes;
+	struct sp_dtriggers *trig; /* NULL: times not wanted */
 };
+
+void sp_dtriggers_free(struct sp_dtriggers *t);
+/* An RFC 3339 time (fractions of a second kept) as CLOCK_REALTIME ns; 0
+ * when s is NULL or not such a time. */
+int64_t sp_dtime_parse(const char *s);
 
 void sp_dstore_init(struct sp_dstore *s, const char *origin, const struct sp_source_limits *lim);
 /* Frees the objects; origin and limits stay. */
@@ -64,6 +86,14 @@ bool sp_dstore_del(struct sp_dstore *s, const cJSON *obj, struct sp_dchanges *ch
  * kubectl's list output); objects of other kinds are ignored. Returns the
  * number of objects added. */
 size_t sp_dstore_add_doc(struct sp_dstore *s, const cJSON *doc);
+/* The same, but an object whose text equals its version in prev takes
+ * prev's decoded model instead of being decoded again (prev keeps key and
+ * text, enough for sp_dstore_diff, and must be freed after). */
+size_t sp_dstore_add_doc_from(struct sp_dstore *s, const cJSON *doc, struct sp_dstore *prev);
+/* Undo what sp_dstore_add_doc_from took from prev (s is about to be
+ * dropped, prev stays in force): equal text, equal decoding, so the
+ * decodings of every object both hold with the same text are swapped. */
+void sp_dstore_give_back(struct sp_dstore *s, struct sp_dstore *prev);
 /* Count the objects that differ between old and new, by kind. */
 void sp_dstore_diff(const struct sp_dstore *old_s, const struct sp_dstore *new_s,
 		    struct sp_dchanges *ch);
