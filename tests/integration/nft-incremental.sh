@@ -3,7 +3,7 @@
 # ports that changed since the previous plan are lowered and sent. After
 # each step of a sequence of changes (endpoint address, local endpoints and
 # the shared hairpin map, Services removed and added, an affinity timeout,
-# two Services claiming one external IP and node port, the IPv6 table
+# a Service claiming another's external IP and node port, the IPv6 table
 # vanishing and coming back) the backend's own diff, which reads the table
 # back from the kernel, must find nothing to change.
 set -u
@@ -73,8 +73,10 @@ step("added", d)
 sp = find(d, "Service", "sticky")["spec"]
 sp["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": 60}}
 step("affinity-timeout", d)
-# "aaa" sorts before "ext" in namespace shop and claims the same external
-# IP and node port: it wins them, then gives them back.
+# "aaa" (sorting before "ext" in namespace shop) claims ext's external IP
+# and node port. The planner now refuses such a port itself; should one
+# reach the lowering, the backend lowers the whole plan (the first port in
+# plan order keeps the key). Either way the kernel must match the plan.
 s = copy.deepcopy(find(base, "Service", "ext"))
 s["metadata"]["name"] = "aaa"
 s["spec"]["clusterIP"] = "10.96.0.98"
