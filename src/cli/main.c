@@ -703,15 +703,19 @@ int main(int argc, char **argv)
 {
 	struct sp_cli cli = {0};
 	struct sp_diag diag;
+	bool usage_error;
 	int status;
 
 	sp_diag_init(&diag);
 	sp_config_init(&cli.cfg);
 	status = sp_cli_parse(&cli, argc, argv, &diag);
-	if (status == SP_EXIT_OK)
+	usage_error = status != SP_EXIT_OK;
+	if (!usage_error)
 		status = sp_cli_main(&cli, &diag);
 	sp_cli_report(&diag, cli.verbosity);
-	if (status == SP_EXIT_USAGE)
+	/* Only for a wrong command line: diff also exits 2, for "changes
+	 * pending". */
+	if (usage_error)
 		fputs("Try 'svcproxy --help'.\n", stderr);
 	sp_diag_free(&diag);
 	sp_config_free(&cli.cfg);
