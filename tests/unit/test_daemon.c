@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../src/daemon/files.h"
 #include "../../src/daemon/http.h"
 #include "../../src/daemon/kubeconfig.h"
 #include "../../src/daemon/log.h"
@@ -762,6 +763,203 @@ START_TEST(configmap_volume)
 }
 END_TEST
 
+/* Services in force in the file source. */
+static size_t files_services(const struct sp_dfiles *f)
+{
+	struct sp_cluster c;
+	struct sp_diag diag;
+	size_t n;
+
+	sp_cluster_init(&c);
+	sp_diag_init(&diag);
+	sp_dfiles_fill(f, &c, &diag);
+	n = c.n_services;
+	sp_dcluster_release(&c);
+	sp_diag_free(&diag);
+	return n;
+}
+
+/* An event re-reads the file it names, not its neighbours: a change made
+ * behind the watch (through a hard link elsewhere, so no event) is seen only
+ * when that file is read again (here: a full rescan, as SIGHUP does). */
+START_TEST(files_read_what_changed)
+{
+	char dir[] = "/tmp/sp-daemon-files-XXXXXX";
+	char *src, *link, *text;
+	const char *paths[1];
+	struct sp_source_limits lim;
+	struct sp_dtriggers trig = {0};
+	struct sp_dchanges ch = {.trig = &trig};
+	struct sp_diag diag;
+	struct sp_dfiles *f;
+	size_t n_bad = 0;
+	FILE *out;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	src = sp_xasprintf("%s/src", dir);
+	ck_assert_int_eq(mkdir(src, 0755), 0);
+	text = service_json("a", "10.96.0.10", 0, "node-a");
+	put_file(src, "a.json", text);
+	free(text);
+	text = service_json("b", "10.96.0.11", 0, "node-a");
+	put_file(src, "b.json", text);
+	free(text);
+	link = sp_xasprintf("%s/b-link", dir);
+	sh_run(sp_xasprintf("ln %s/b.json %s", src, link));
+	sp_source_limits_default(&lim);
+	sp_diag_init(&diag);
+	paths[0] = src;
+	f = sp_dfiles_open(paths, 1, &lim, &diag);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(files_services(f), 2);
+
+	/* b gets a second Service behind the watch's back. */
+	out = fopen(link, "w");
+	ck_assert_ptr_nonnull(out);
+	text = service_json("c", "10.96.0.12", 0, "node-a");
+	fputs(text, out);
+	free(text);
+	fclose(out);
+	text = service_json("a", "10.96.0.20", 0, "node-a");
+	put_file(src, "a.json", text);
+	free(text);
+	ck_assert(sp_dfiles_update(f, false, &ch, &n_bad, &diag));
+	ck_assert_uint_eq(ch.services, 1);
+	ck_assert_uint_eq(ch.slices, 0);
+	/* One observation per changed object, timed from the file's mtime. */
+	ck_assert_uint_eq(trig.n, 1);
+	ck_assert(trig.at[0] > 0 && trig.at[0] <= sp_dclock_ns(CLOCK_REALTIME));
+	ck_assert(sp_dclock_ns(CLOCK_REALTIME) - trig.at[0] < 60 * 1000000000LL);
+	ck_assert_uint_eq(files_services(f), 2);
+
+	/* The full rescan reads b: service b goes, c comes. */
+	memset(&ch, 0, sizeof(ch));
+	ch.trig = &trig;
+	trig.n = 0;
+	ck_assert(sp_dfiles_update(f, true, &ch, &n_bad, &diag));
+	ck_assert_uint_eq(ch.services, 2);
+	ck_assert_uint_eq(ch.slices, 2);
+	ck_assert_uint_eq(trig.n, 4);
+	ck_assert_uint_eq(files_services(f), 2);
+	ck_assert_uint_eq(n_bad, 0);
+
+	sp_dfiles_close(f);
+	sp_dtriggers_free(&trig);
+	sp_diag_free(&diag);
+	sh_run(sp_xasprintf("rm -rf %s", dir));
+	free(link);
+	free(src);
+}
+END_TEST
+
+/* The trigger annotation times a slice's change (kube-proxy's network
+ * programming latency); without it, the file's mtime. */
+START_TEST(files_trigger_time)
+{
+	char dir[] = "/tmp/sp-daemon-trig-XXXXXX";
+	const char *paths[1] = {dir};
+	struct sp_source_limits lim;
+	struct sp_dtriggers trig = {0};
+	struct sp_dchanges ch = {.trig = &trig};
+	struct sp_diag diag;
+	struct sp_dfiles *f;
+	size_t n_bad = 0;
+	char *text, *annotated, *path;
+	struct timespec times[2] = {{.tv_sec = 1700000000}, {.tv_sec = 1700000000}};
+	int64_t annotated_ns = sp_dtime_parse("2026-01-02T03:04:05.25Z");
+
+	ck_assert(annotated_ns == 1767323045250000000LL);
+	ck_assert(sp_dtime_parse("2026-01-02T03:04:05+01:00") == 0);
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	sp_source_limits_default(&lim);
+	sp_diag_init(&diag);
+	f = sp_dfiles_open(paths, 1, &lim, &diag);
+	ck_assert_ptr_nonnull(f);
+
+	text = service_json("a", "10.96.0.10", 0, "node-a");
+	annotated = sp_xasprintf(
+		"%.*s\"annotations\":{\"endpoints.kubernetes.io/last-change-trigger-time\":"
+		"\"2026-01-02T03:04:05.25Z\"},%s",
+		(int)(strstr(text, "{\"name\":\"a-1\"") + 1 - text), text,
+		strstr(text, "{\"name\":\"a-1\"") + 1);
+	/* Written elsewhere, given an old mtime, then moved in: the Service
+	 * has no annotation and its file's mtime predates since_ns, so the
+	 * arrival times it. */
+	put_file(dir, ".x", annotated);
+	path = sp_xasprintf("%s/.x", dir);
+	ck_assert_int_eq(utimensat(AT_FDCWD, path, times, 0), 0);
+	trig.since_ns = 1710000000LL * 1000000000;
+	sh_run(sp_xasprintf("mv %s %s/a.json", path, dir));
+	ck_assert(sp_dfiles_update(f, false, &ch, &n_bad, &diag));
+	ck_assert_uint_eq(trig.n, 2);
+	/* Sorted by key: EndpointSlice first. */
+	ck_assert(trig.at[0] == annotated_ns || trig.at[1] == annotated_ns);
+	ck_assert(trig.at[0] > 1710000000LL * 1000000000 && trig.at[1] > 1710000000LL * 1000000000);
+
+	sp_dfiles_close(f);
+	sp_dtriggers_free(&trig);
+	sp_diag_free(&diag);
+	sh_run(sp_xasprintf("rm -rf %s", dir));
+	free(path);
+	free(text);
+	free(annotated);
+}
+END_TEST
+
+/* A directory that vanishes keeps its objects; once back, it is watched and
+ * read again. */
+START_TEST(files_directory_comes_back)
+{
+	char dir[] = "/tmp/sp-daemon-back-XXXXXX";
+	char *src, *text;
+	const char *paths[1];
+	struct sp_source_limits lim;
+	struct sp_dchanges ch = {0};
+	struct sp_diag diag;
+	struct sp_dfiles *f;
+	size_t n_bad = 0;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	src = sp_xasprintf("%s/src", dir);
+	ck_assert_int_eq(mkdir(src, 0755), 0);
+	text = service_json("a", "10.96.0.10", 0, "node-a");
+	put_file(src, "a.json", text);
+	free(text);
+	sp_source_limits_default(&lim);
+	sp_diag_init(&diag);
+	paths[0] = src;
+	f = sp_dfiles_open(paths, 1, &lim, &diag);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(files_services(f), 1);
+
+	sh_run(sp_xasprintf("mv %s %s/gone", src, dir));
+	ck_assert(!sp_dfiles_update(f, false, &ch, &n_bad, &diag));
+	ck_assert_uint_eq(files_services(f), 1);
+	ck_assert(sp_diag_has(&diag, SP_SEV_WARNING, "gone; keeping its last good content"));
+	/* What happens where it went is not ours. */
+	sh_run(sp_xasprintf("rm %s/gone/a.json", dir));
+	ck_assert(!sp_dfiles_update(f, false, &ch, &n_bad, &diag));
+	ck_assert_uint_eq(files_services(f), 1);
+
+	ck_assert_int_eq(mkdir(src, 0755), 0);
+	ck_assert(sp_dfiles_update(f, false, &ch, &n_bad, &diag));
+	ck_assert_uint_eq(files_services(f), 0); /* back, empty */
+	text = service_json("b", "10.96.0.11", 0, "node-a");
+	put_file(src, "b.json", text);
+	free(text);
+	text = service_json("c", "10.96.0.12", 0, "node-a");
+	put_file(src, "c.json", text);
+	free(text);
+	ck_assert(sp_dfiles_update(f, false, &ch, &n_bad, &diag));
+	ck_assert_uint_eq(files_services(f), 2);
+
+	sp_dfiles_close(f);
+	sp_diag_free(&diag);
+	sh_run(sp_xasprintf("rm -rf %s", dir));
+	free(src);
+}
+END_TEST
+
 static Suite *daemon_suite(void)
 {
 	Suite *s = suite_create("daemon");
@@ -777,6 +975,9 @@ static Suite *daemon_suite(void)
 	tcase_add_test(pure, bind_addresses);
 	tcase_add_test(loop, loop_with_fake_backend);
 	tcase_add_test(loop, configmap_volume);
+	tcase_add_test(loop, files_read_what_changed);
+	tcase_add_test(loop, files_trigger_time);
+	tcase_add_test(loop, files_directory_comes_back);
 	tcase_set_timeout(loop, 60);
 	suite_add_tcase(s, pure);
 	suite_add_tcase(s, loop);
