@@ -35,7 +35,8 @@ int sp_ipvs_nl_flush(struct sp_ipvs_nl *nl);
 int sp_ipvs_nl_dump(struct sp_ipvs_nl *nl, struct sp_ipvs_state *out);
 /* The destinations of one service, appended to svc. */
 int sp_ipvs_nl_dump_dests(struct sp_ipvs_nl *nl, struct sp_ipvs_service *svc);
-/* Messages sent so far, for sync statistics. */
+/* Commands sent so far (changes; dumps and the handshake not counted), for
+ * sync statistics. */
 unsigned long sp_ipvs_nl_messages(const struct sp_ipvs_nl *nl);
 
 /* What errno err means as the answer to IPVS command cmd (IPVS_CMD_*). */

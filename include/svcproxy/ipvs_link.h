@@ -43,7 +43,9 @@ int sp_ipvs_rules_dump(struct sp_ipvs_rtnl *rt, struct sp_ipvs_state *out, struc
 int sp_ipvs_rule_add(struct sp_ipvs_rtnl *rt, const struct sp_ipvs_rule *r, struct sp_diag *diag);
 int sp_ipvs_rule_del(struct sp_ipvs_rtnl *rt, const struct sp_ipvs_rule *r, struct sp_diag *diag);
 /* `local default dev lo table SP_IPVS_TABLE [src SRC]` for family: ensure
- * (src may be NULL or of family 0) / remove. */
+ * (src may be NULL or of family 0) / remove. Each reads the table first and
+ * writes only when it differs: 1 a message was sent, 0 nothing to do, -1
+ * error. */
 int sp_ipvs_table_route_ensure(struct sp_ipvs_rtnl *rt, int family, const struct sp_addr *src,
 			       struct sp_diag *diag);
 int sp_ipvs_table_route_del(struct sp_ipvs_rtnl *rt, int family, struct sp_diag *diag);

@@ -18,7 +18,7 @@
 struct sp_ipvs_nl {
 	struct nl_sock *sock;
 	int family_id;
-	unsigned long messages;
+	unsigned long messages; /* commands only: a read changes nothing */
 	/* State of the request in flight, set by the callbacks. */
 	bool done;
 	int err; /* -errno from NLMSG_ERROR */
@@ -309,7 +309,6 @@ static int transact(struct sp_ipvs_nl *nl, struct nl_msg *m,
 	nl->parse_err = 0;
 	ret = nl_send_auto(nl->sock, m);
 	nlmsg_free(m);
-	nl->messages++;
 	if (ret < 0)
 		return -nle_to_errno(ret);
 	while (!nl->done) {
@@ -385,6 +384,7 @@ unsigned long sp_ipvs_nl_messages(const struct sp_ipvs_nl *nl)
 static int command(struct sp_ipvs_nl *nl, uint8_t cmd, const struct sp_ipvs_service *svc,
 		   bool full_svc, const struct sp_ipvs_dest *dest, bool full_dest)
 {
+	nl->messages++;
 	return transact(nl,
 			sp_ipvs_msg_build(nl->family_id, cmd, 0, svc, full_svc, dest, full_dest),
 			NULL, NULL);

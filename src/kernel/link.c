@@ -401,12 +401,68 @@ static struct rtnl_route *table_route(int family)
 	return route;
 }
 
+static bool is_table_route(struct rtnl_route *r, const struct sp_addr *src)
+{
+	struct nl_addr *dst = rtnl_route_get_dst(r);
+	struct rtnl_nexthop *nh;
+	struct sp_addr have;
+	bool has_src;
+
+	if (rtnl_route_get_type(r) != RTN_LOCAL || !dst || nl_addr_get_prefixlen(dst) != 0 ||
+	    rtnl_route_get_nnexthops(r) != 1)
+		return false;
+	nh = rtnl_route_nexthop_n(r, 0);
+	if (!nh || rtnl_route_nh_get_ifindex(nh) != (int)if_nametoindex("lo"))
+		return false;
+	has_src = from_nl_addr(rtnl_route_get_pref_src(r), &have);
+	if (!src || !src->family)
+		return !has_src;
+	return has_src && sp_addr_cmp(&have, src) == 0;
+}
+
+/* How many routes SP_IPVS_TABLE holds for family, and whether the only one
+ * is our route with source src: the read that lets a sync skip the route
+ * when nothing changed. -1 on error. */
+static int table_routes(struct sp_ipvs_rtnl *rt, int family, const struct sp_addr *src, bool *exact,
+			struct sp_diag *diag)
+{
+	struct nl_cache *cache = NULL;
+	int ret = rtnl_route_alloc_cache(rt->sock, family, 0, &cache);
+	int n = 0;
+
+	*exact = false;
+	if (ret == -NLE_AF_NOSUPPORT)
+		return 0;
+	if (ret < 0) {
+		sp_diag_error(diag, "ipvs: reading the routes of table %u (%s): %s", SP_IPVS_TABLE,
+			      family == AF_INET6 ? "IPv6" : "IPv4", nl_geterror(ret));
+		return -1;
+	}
+	for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
+		struct rtnl_route *r = (struct rtnl_route *)o;
+
+		if (rtnl_route_get_table(r) != SP_IPVS_TABLE)
+			continue;
+		n++;
+		*exact = is_table_route(r, src);
+	}
+	nl_cache_free(cache);
+	*exact = *exact && n == 1;
+	return n;
+}
+
 int sp_ipvs_table_route_ensure(struct sp_ipvs_rtnl *rt, int family, const struct sp_addr *src,
 			       struct sp_diag *diag)
 {
-	struct rtnl_route *route = table_route(family);
-	int ret;
+	struct rtnl_route *route;
+	bool exact;
+	int ret = table_routes(rt, family, src, &exact, diag);
 
+	if (ret < 0)
+		return -1;
+	if (exact)
+		return 0;
+	route = table_route(family);
 	if (src && src->family == family) {
 		struct nl_addr *pref = host_addr(src);
 
@@ -422,21 +478,26 @@ int sp_ipvs_table_route_ensure(struct sp_ipvs_rtnl *rt, int family, const struct
 			      nl_geterror(ret));
 		return -1;
 	}
-	return 0;
+	return 1;
 }
 
 int sp_ipvs_table_route_del(struct sp_ipvs_rtnl *rt, int family, struct sp_diag *diag)
 {
-	struct rtnl_route *route = table_route(family);
-	int ret = rtnl_route_delete(rt->sock, route, 0);
+	struct rtnl_route *route;
+	bool exact;
+	int ret = table_routes(rt, family, NULL, &exact, diag);
 
+	if (ret <= 0)
+		return ret;
+	route = table_route(family);
+	ret = rtnl_route_delete(rt->sock, route, 0);
 	rtnl_route_put(route);
 	if (ret < 0 && ret != -NLE_OBJ_NOTFOUND && ret != -NLE_AF_NOSUPPORT) {
 		sp_diag_error(diag, "ipvs: deleting the routes of table %u (%s): %s", SP_IPVS_TABLE,
 			      family == AF_INET6 ? "IPv6" : "IPv4", nl_geterror(ret));
 		return -1;
 	}
-	return 0;
+	return 1;
 }
 
 static int read_sysctl(const char *path, char *buf, size_t len)

@@ -404,9 +404,9 @@ static bool same_service(const struct sp_ipvs_service *a, const struct sp_ipvs_s
 	return a && b && sp_ipvs_service_cmp(a, b) == 0;
 }
 
-/* SP_IPVS_TABLE's local route for each family that has rules (replaced each
- * sync: one message, and its source follows the node IP). */
-static int sync_table_routes(struct sp_backend *be, const struct sp_ipvs_state *want,
+/* SP_IPVS_TABLE's local route for each family that has rules (its source
+ * follows the node IP); written only when it differs, counted in *sent. */
+static int sync_table_routes(struct sp_backend *be, const struct sp_ipvs_state *want, size_t *sent,
 			     struct sp_diag *diag)
 {
 	bool family[2] = {false, false};
@@ -416,12 +416,14 @@ static int sync_table_routes(struct sp_backend *be, const struct sp_ipvs_state *
 		family[want->rules[i].addr.family == AF_INET6] = true;
 	for (int v6 = 0; v6 < 2; v6++) {
 		int f = v6 ? AF_INET6 : AF_INET;
+		int r = family[v6]
+				? sp_ipvs_table_route_ensure(be->rt, f, &want->route_src[v6], diag)
+				: sp_ipvs_table_route_del(be->rt, f, diag);
 
-		if (family[v6] &&
-		    sp_ipvs_table_route_ensure(be->rt, f, &want->route_src[v6], diag) < 0)
+		if (r < 0)
 			ret = -1;
-		else if (!family[v6] && sp_ipvs_table_route_del(be->rt, f, diag) < 0)
-			ret = -1;
+		else
+			*sent += (size_t)r;
 	}
 	return ret;
 }
@@ -470,14 +472,14 @@ static bool failed_has(const struct failed_set *f, const struct sp_ipvs_service 
 /* Run the changes in order. A virtual server that failed is skipped for the
  * rest of its changes (its real servers); the others go on. */
 static int apply_changes(struct sp_backend *be, const struct sp_ipvs_state *want,
-			 struct change_list *cl, struct sp_diag *diag)
+			 struct change_list *cl, size_t *route_msgs, struct sp_diag *diag)
 {
 	struct failed_set failed = {0};
 	int ifindex = 0, ret = 0;
 
 	for (int pass = 0; pass <= 5 && ret >= 0; pass++) {
 		/* The capture table's route before any rule uses it. */
-		if (pass == 2 && sync_table_routes(be, want, diag) < 0)
+		if (pass == 2 && sync_table_routes(be, want, route_msgs, diag) < 0)
 			ret = 1;
 		for (size_t i = 0; i < cl->n && ret >= 0; i++) {
 			const struct op *op = &cl->ops[i];
@@ -693,7 +695,7 @@ static int ipvs_sync(struct sp_backend *be, const struct sp_plan *plan, bool ful
 	struct change_list cl = {0};
 	struct actual act;
 	unsigned long sent = sp_ipvs_nl_messages(be->nl);
-	size_t helper_changed = 0;
+	size_t helper_changed = 0, route_msgs = 0;
 	int ret;
 
 	(void)full; /* IPVS has no change notifications: always read back */
@@ -715,14 +717,15 @@ static int ipvs_sync(struct sp_backend *be, const struct sp_plan *plan, bool ful
 		ret = 1;
 	}
 	compute_changes(be, &want, &act, &cl);
-	if (apply_changes(be, &want, &cl, diag) != 0)
+	if (apply_changes(be, &want, &cl, &route_msgs, diag) != 0)
 		ret = 1;
 	if (sync_helper_rules(&want, NULL, &helper_changed, diag) < 0)
 		ret = 1;
 	if (stats) {
 		stats->full = true;
-		stats->messages_sent = sp_ipvs_nl_messages(be->nl) - sent + rtnl_ops(&cl);
-		stats->objects_changed = cl.n + helper_changed;
+		stats->messages_sent =
+			sp_ipvs_nl_messages(be->nl) - sent + rtnl_ops(&cl) + route_msgs;
+		stats->objects_changed = cl.n + helper_changed + route_msgs;
 		stats->objects_unchanged =
 			want.n_services + want.n_link_addrs + want.n_rules > cl.n
 				? want.n_services + want.n_link_addrs + want.n_rules - cl.n

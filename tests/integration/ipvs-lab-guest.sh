@@ -138,10 +138,15 @@ write_cluster() { # write_cluster FILE [variant]
 		sp_svc grace ClusterIP 10.96.0.21 9090
 		sp_slice grace 9090 10.244.1.21@node-b
 		;;
-	changed | badsched)
+	changed | badsched | moreep)
 		# grace: r1 leaves, r2 arrives; web gone; new Service "more".
+		# moreep: r1 back on grace, a remote endpoint (no hairpin rule).
 		sp_svc grace ClusterIP 10.96.0.21 9090
-		sp_slice grace 9090 10.244.1.22@node-b
+		if [ "$variant" = moreep ]; then
+			sp_slice grace 9090 10.244.1.22@node-b 10.244.1.21@node-b
+		else
+			sp_slice grace 9090 10.244.1.22@node-b
+		fi
 		sp_svc more ClusterIP 10.96.0.22 80 '"externalIPs":["203.0.113.22"]'
 		sp_slice more 8080 10.244.1.22@node-b
 		if [ "$variant" = badsched ]; then
@@ -157,6 +162,7 @@ write_cluster() { # write_cluster FILE [variant]
 write_cluster "$work/base.json" base
 write_cluster "$work/changed.json" changed
 write_cluster "$work/badsched.json" badsched
+write_cluster "$work/moreep.json" moreep
 
 # Node ports on the node network only (all local addresses, the default, is
 # covered by scenarios-ipvs.sh), so that the plan printed without a kernel
@@ -359,6 +365,32 @@ planned_ipvs "$work/badsched.json" | grep -v '10.96.0.23:80' >"$work/want"
 diff -u "$work/want" "$work/have" >&2 || sp_fail "the other Services were not programmed"
 agent sync "$work/changed.json" 2>/dev/null
 sp_ok "a Service with an unknown scheduler is reported by name; the others are programmed"
+
+# ---- a sync changes only what differs (issue 5) ---------------------------
+# Through the command line, as an operator (and the benchmark) runs it.
+cli() {
+	nsx $N "$top_builddir/svcproxy" sync --stats --proxy-mode ipvs --hostname-override node-a \
+		--cluster-cidr 10.244.0.0/16 --nodeport-addresses 192.168.0.0/24 "$@" 2>"$work/cli.err" |
+		grep '^stats:'
+}
+expect_stats() { # WHAT MESSAGES CHANGED STATS_LINE
+	case "$4" in *" messages_sent=$2 objects_changed=$3 "*) ;; *)
+		cat "$work/cli.err" >&2
+		sp_fail "$1: want messages_sent=$2 objects_changed=$3, got: $4" ;;
+	esac
+}
+cli "$work/changed.json" >/dev/null
+expect_stats "second sync of the same cluster" 0 0 "$(cli "$work/changed.json")"
+sp_ok "a second sync of the same cluster sends nothing: addresses, capture rules and route read back equal"
+expect_stats "one more endpoint" 1 1 "$(cli "$work/moreep.json")"
+nsx $N ipvsadm-save -n | grep -q -- '-a -t 10.96.0.21:9090 -r 10.244.1.21:9090' ||
+	sp_fail "one more endpoint: the real server is not in IPVS"
+expect_stats "a no-op after the endpoint change" 0 0 "$(cli "$work/moreep.json")"
+sp_ok "one more endpoint sends one message (its real server), nothing for addresses or rules"
+agent sync "$work/changed.json" 2>/dev/null
+agent sync "$work/changed.json" 2>/dev/null
+nsx $N ipvsadm-save -n | grep -v '10.99.0.1:80' | sort >"$work/have"
+planned_ipvs "$work/changed.json" | diff -u - "$work/have" >&2 || sp_fail "back to changed.json"
 
 # ---- strict ARP ----------------------------------------------------------
 nsx $N "$drive" $OPTS --strict-arp sync "$work/changed.json" 2>/dev/null
