@@ -255,13 +255,20 @@ bool sp_dstore_del(struct sp_dstore *s, const cJSON *obj, struct sp_dchanges *ch
 
 size_t sp_dstore_add_doc(struct sp_dstore *s, const cJSON *doc)
 {
-	return sp_dstore_add_doc_from(s, doc, NULL);
+	cJSON *copy = cJSON_Duplicate(doc, true);
+	size_t added;
+
+	if (!copy && doc)
+		abort(); /* cJSON only fails to copy when out of memory */
+	added = sp_dstore_add_doc_from(s, copy, NULL);
+	cJSON_Delete(copy);
+	return added;
 }
 
-size_t sp_dstore_add_doc_from(struct sp_dstore *s, const cJSON *doc, struct sp_dstore *prev)
+size_t sp_dstore_add_doc_from(struct sp_dstore *s, cJSON *doc, struct sp_dstore *prev)
 {
-	const cJSON *items = cJSON_GetObjectItemCaseSensitive(doc, "items");
-	const cJSON *it;
+	cJSON *items = cJSON_GetObjectItemCaseSensitive(doc, "items");
+	cJSON *it, *next;
 	size_t added = 0;
 
 	if (!cJSON_IsArray(items)) {
@@ -270,11 +277,11 @@ size_t sp_dstore_add_doc_from(struct sp_dstore *s, const cJSON *doc, struct sp_d
 		put(s, cJSON_Duplicate(doc, true), NULL, prev);
 		return 1;
 	}
-	cJSON_ArrayForEach(it, items)
-	{
+	for (it = items->child; it; it = next) {
+		next = it->next;
 		if (sp_dkind_of(sp_djson_str(it, "kind")) == SP_DKIND_OTHER)
 			continue;
-		put(s, cJSON_Duplicate(it, true), NULL, prev);
+		put(s, cJSON_DetachItemViaPointer(items, it), NULL, prev);
 		added++;
 	}
 	return added;

@@ -86,10 +86,11 @@ bool sp_dstore_del(struct sp_dstore *s, const cJSON *obj, struct sp_dchanges *ch
  * kubectl's list output); objects of other kinds are ignored. Returns the
  * number of objects added. */
 size_t sp_dstore_add_doc(struct sp_dstore *s, const cJSON *doc);
-/* The same, but an object whose text equals its version in prev takes
- * prev's decoded model instead of being decoded again (prev keeps key and
- * text, enough for sp_dstore_diff, and must be freed after). */
-size_t sp_dstore_add_doc_from(struct sp_dstore *s, const cJSON *doc, struct sp_dstore *prev);
+/* The same, but the objects are moved out of doc's items (no copy; the
+ * caller still deletes doc), and an object whose text equals its version in
+ * prev takes prev's decoded model instead of being decoded again (prev
+ * keeps key and text, enough for sp_dstore_diff). */
+size_t sp_dstore_add_doc_from(struct sp_dstore *s, cJSON *doc, struct sp_dstore *prev);
 /* Undo what sp_dstore_add_doc_from took from prev (s is about to be
  * dropped, prev stays in force): equal text, equal decoding, so the
  * decodings of every object both hold with the same text are swapped. */

@@ -179,6 +179,7 @@ wait_for 10 has "default/web:http 10.96.0.10:80 hc=0 eps=10.244.1.9:8080" ||
 [ "$(metric svcproxy_source_reconnects_total)" -ge 1 ] || fail "reconnects not counted"
 
 # Garbage on the stream: reported, the state stays, the watch recovers.
+watches=$(stat_of 's["watches"]["Service"]')
 ctl /garbage
 wait_for 10 sh -c "[ \"\$(ip netns exec $ns curl -s http://127.0.0.1:10249/metrics | awk '\$1==\"svcproxy_source_errors_total\"{print \$2}')\" -ge 1 ]" ||
 	fail "garbage not reported"
@@ -188,6 +189,11 @@ wait_for 15 has "default/api:http 10.96.0.30:80 hc=0 eps=10.244.2.10:8080" ||
 	fail "change after garbage not programmed"
 
 # A bookmark moves the daemon's resourceVersion: the next watch starts there.
+# Only a watch that is open gets it: wait for the Service watch the garbage
+# broke (its backoff is longer than the slices' one, which carried the last
+# change).
+wait_for 10 sh -c "[ \$(ip netns exec $ns curl -sf http://127.0.0.1:6444/stats | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"watches\"][\"Service\"])') -gt $watches ]" ||
+	fail "Service watch not re-established after garbage"
 ctl /bookmark
 bookmark_rv=$(stat_of 's["rv"]')
 watches=$(stat_of 's["watches"]["Service"]')
