@@ -168,15 +168,13 @@ enum sp_ct_reason sp_ct_reason_parse(const char *name); /* SP_CT_REASON_MAX if u
  *    IPVS stops consulting them and they expire, and nf_conntrack entries
  *    of IPVS flows (net.ipv4.vs.conntrack=1) are flushed here like others.
  *
- * IPVS mode caveat (seen in the kernel lab, Linux 6.1): IPVS steers a flow
- * by its own connection table. Deleting the nf_conntrack entry of a live
- * UDP flow whose IPVS connection survives (its real server was not removed,
- * e.g. the SNATed local endpoint on a Cluster -> Local switch) did not
- * re-place the flow: its next packet was answered port-unreachable (the
- * client's UDP socket got ECONNREFUSED) and no new conntrack entry appeared
- * while the IPVS connection stayed listed. Where the real server is removed,
- * expire_nodest_conn drops the IPVS connection and the flush lets the
- * rescheduled flow start clean, as kube-proxy relies on. */
+ * IPVS mode: IPVS steers a flow by its own connection table. A real
+ * server leaving a virtual server ends its connections at their next packet
+ * (expire_nodest_conn); one that stays (the local endpoint on Cluster ->
+ * Local) keeps its connection, and deleting the flow's SNATed entry is then
+ * enough: the next packet gets a fresh entry along the same connection,
+ * without masquerade (kernel lab, Linux 6.1, tests/integration/
+ * conntrack-ipvs.sh; docs/ipvs.md "Conntrack"). */
 void sp_ct_stale(const struct sp_ct_summary *old, const struct sp_ct_summary *new,
 		 struct sp_ct_filters *out);
 
