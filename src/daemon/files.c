@@ -533,7 +533,8 @@ static bool scan_source(struct sp_dfiles *f, struct sp_dsrc *s, struct sp_dchang
 			*(char **)sp_array_push(&names, &n, &cap, sizeof(char *)) =
 				sp_xasprintf("%s/%s", s->path, de->d_name);
 	closedir(dir);
-	qsort(names, n, sizeof(char *), cmp_str);
+	if (n) /* an empty folder leaves names NULL, which qsort may not take */
+		qsort(names, n, sizeof(char *), cmp_str);
 	/* Both lists are sorted: walk them together. */
 	for (i = 0, k = 0; i < f->n_files;) {
 		int c;
