@@ -120,6 +120,10 @@ void *sp_nl_batch_tail(struct sp_nl_batch *b, size_t max)
 		while (b->len + max > cap)
 			cap *= 2;
 		b->buf = sp_xrealloc(b->buf, cap);
+		/* Builders leave holes (struct padding, alignment) that are
+		 * sent as they are: zero new memory once, at growth, rather
+		 * than every reservation. */
+		memset(b->buf + b->cap, 0, cap - b->cap);
 		b->cap = cap;
 	}
 	memset(b->buf + b->len, 0, max < 64 ? max : 64);
@@ -145,6 +149,9 @@ static void batch_append(struct sp_nl_batch *b, char *label, const struct sp_nl_
 		memset(&b->lazy[b->n_msgs], 0, sizeof(*b->lazy));
 	b->n_msgs++;
 	b->n_counted += counted;
+	/* The alignment gap after a message goes to the kernel too: zero it
+	 * rather than send whatever the reused buffer held. */
+	memset((char *)nlh + nlh->nlmsg_len, 0, NLMSG_ALIGN(nlh->nlmsg_len) - nlh->nlmsg_len);
 	b->len += NLMSG_ALIGN(nlh->nlmsg_len);
 }
 

@@ -1360,10 +1360,14 @@ static int dump(struct sp_nl *nl, uint16_t type, int family, const char *table, 
 		const char *chain, mnl_cb_t cb, struct dump_ctx *x, struct sp_diag *diag)
 {
 	char buf[MNL_SOCKET_BUFFER_SIZE];
-	struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(buf, type, (uint16_t)sp_nft_nfproto(family),
-						     NLM_F_DUMP, sp_nl_next_seq(nl));
+	struct nlmsghdr *nlh;
 	char *what;
 	int ret;
+
+	/* Zeroed: libnftnl leaves gaps (attribute padding) that are sent. */
+	memset(buf, 0, sizeof(buf));
+	nlh = nftnl_nlmsg_build_hdr(buf, type, (uint16_t)sp_nft_nfproto(family), NLM_F_DUMP,
+				    sp_nl_next_seq(nl));
 
 	if (set) {
 		struct nftnl_set *ns = nftnl_set_alloc();
