@@ -89,4 +89,10 @@ bool sp_parse_long(const char *text, long min, long max, long *out);
 
 int sp_strcmp_null(const char *a, const char *b);
 
+/* Binary search in n elements of elem_size bytes sorted by the string that
+ * the char * at field_offset of each points to: the index of key, or where
+ * it would be inserted (*found false). */
+size_t sp_sorted_find_str(const void *items, size_t n, size_t elem_size, size_t field_offset,
+			  const char *key, bool *found);
+
 #endif

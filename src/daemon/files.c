@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
@@ -229,23 +230,8 @@ void sp_dfiles_close(struct sp_dfiles *f)
 /* Index of path in f->files, or where it would go (*found false). */
 static size_t file_find(const struct sp_dfiles *f, const char *path, bool *found)
 {
-	size_t lo = 0, hi = f->n_files;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(f->files[mid].path, path);
-
-		if (!c) {
-			*found = true;
-			return mid;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*found = false;
-	return lo;
+	return sp_sorted_find_str(f->files, f->n_files, sizeof(*f->files),
+				  offsetof(struct sp_dfile, path), path, found);
 }
 
 static struct sp_dfile *file_get(struct sp_dfiles *f, const char *path)

@@ -1,6 +1,7 @@
 #include "store.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -100,23 +101,8 @@ static char *key_of(const cJSON *obj)
 /* Index of key, or of where it would go (*found false). */
 static size_t find(const struct sp_dstore *s, const char *key, bool *found)
 {
-	size_t lo = 0, hi = s->n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(s->objs[mid].key, key);
-
-		if (!c) {
-			*found = true;
-			return mid;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*found = false;
-	return lo;
+	return sp_sorted_find_str(s->objs, s->n, sizeof(*s->objs), offsetof(struct sp_dobj, key),
+				  key, found);
 }
 
 void sp_dtriggers_free(struct sp_dtriggers *t)

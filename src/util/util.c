@@ -349,3 +349,26 @@ int sp_strcmp_null(const char *a, const char *b)
 		return a ? 1 : (b ? -1 : 0);
 	return strcmp(a, b);
 }
+
+size_t sp_sorted_find_str(const void *items, size_t n, size_t elem_size, size_t field_offset,
+			  const char *key, bool *found)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const char *elem = (const char *)items + mid * elem_size;
+		int c = strcmp(*(const char *const *)(elem + field_offset), key);
+
+		if (!c) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = false;
+	return lo;
+}

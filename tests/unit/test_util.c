@@ -1,4 +1,5 @@
 #include <check.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,6 +115,33 @@ START_TEST(buf_and_diag)
 }
 END_TEST
 
+START_TEST(sorted_find_str)
+{
+	struct named {
+		int pad;
+		const char *name;
+	} items[] = {{1, "a"}, {2, "c"}, {3, "e"}};
+	bool found;
+
+	ck_assert_uint_eq(sp_sorted_find_str(items, 3, sizeof(*items), offsetof(struct named, name),
+					     "c", &found),
+			  1);
+	ck_assert(found);
+	ck_assert_uint_eq(sp_sorted_find_str(items, 3, sizeof(*items), offsetof(struct named, name),
+					     "d", &found),
+			  2);
+	ck_assert(!found);
+	ck_assert_uint_eq(sp_sorted_find_str(items, 3, sizeof(*items), offsetof(struct named, name),
+					     "z", &found),
+			  3);
+	ck_assert(!found);
+	ck_assert_uint_eq(sp_sorted_find_str(NULL, 0, sizeof(*items), offsetof(struct named, name),
+					     "a", &found),
+			  0);
+	ck_assert(!found);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("util");
@@ -126,6 +154,7 @@ int main(void)
 	tcase_add_test(tc, special_addresses);
 	tcase_add_test(tc, parse_long_is_strict);
 	tcase_add_test(tc, buf_and_diag);
+	tcase_add_test(tc, sorted_find_str);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
