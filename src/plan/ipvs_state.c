@@ -60,40 +60,37 @@ void sp_ipvs_add_rule(struct sp_ipvs_state *st, const struct sp_ipvs_rule *r)
 	*slot = *r;
 }
 
-int sp_ipvs_service_cmp(const struct sp_ipvs_service *a, const struct sp_ipvs_service *b)
+/* Address, then protocol, then port: the order every IPVS list is kept in. */
+static int cmp_endpoint(const struct sp_addr *a_addr, uint8_t a_proto, uint16_t a_port,
+			const struct sp_addr *b_addr, uint8_t b_proto, uint16_t b_port)
 {
-	int c = sp_addr_cmp(&a->addr, &b->addr);
+	int c = sp_addr_cmp(a_addr, b_addr);
 
 	if (c)
 		return c;
-	if (a->protocol != b->protocol)
-		return a->protocol < b->protocol ? -1 : 1;
-	if (a->port != b->port)
-		return a->port < b->port ? -1 : 1;
+	if (a_proto != b_proto)
+		return a_proto < b_proto ? -1 : 1;
+	if (a_port != b_port)
+		return a_port < b_port ? -1 : 1;
 	return 0;
+}
+
+int sp_ipvs_service_cmp(const struct sp_ipvs_service *a, const struct sp_ipvs_service *b)
+{
+	return cmp_endpoint(&a->addr, a->protocol, a->port, &b->addr, b->protocol, b->port);
 }
 
 int sp_ipvs_dest_cmp(const struct sp_ipvs_dest *a, const struct sp_ipvs_dest *b)
 {
-	int c = sp_addr_cmp(&a->addr, &b->addr);
-
-	if (c)
-		return c;
-	if (a->port != b->port)
-		return a->port < b->port ? -1 : 1;
-	return 0;
+	return cmp_endpoint(&a->addr, 0, a->port, &b->addr, 0, b->port);
 }
 
 int sp_ipvs_rule_cmp(const struct sp_ipvs_rule *a, const struct sp_ipvs_rule *b)
 {
-	int c = sp_addr_cmp(&a->addr, &b->addr);
+	int c = cmp_endpoint(&a->addr, a->protocol, a->port, &b->addr, b->protocol, b->port);
 
 	if (c)
 		return c;
-	if (a->protocol != b->protocol)
-		return a->protocol < b->protocol ? -1 : 1;
-	if (a->port != b->port)
-		return a->port < b->port ? -1 : 1;
 	if (a->pref != b->pref)
 		return a->pref < b->pref ? -1 : 1;
 	return 0;
