@@ -57,6 +57,23 @@ struct op {
 	const struct sp_nft_rule *r;
 };
 
+/* The netlink verb an operation sends, whatever object it is on. */
+static enum sp_nft_op nft_verb(enum op_kind kind)
+{
+	switch (kind) {
+	case OP_DEL_TABLE:
+	case OP_DEL_SET:
+	case OP_DEL_CHAIN:
+	case OP_DEL_ELEM:
+		return SP_NFT_OP_DEL;
+	case OP_FLUSH_SET:
+	case OP_FLUSH_CHAIN:
+		return SP_NFT_OP_FLUSH;
+	default:
+		return SP_NFT_OP_ADD;
+	}
+}
+
 /* Phases of a batch, in the order they are sent. */
 enum phase {
 	PH_TABLE,
@@ -374,26 +391,17 @@ static void encode_ops(struct sp_nl *nl, struct sp_nl_batch *b, const struct pla
 			case OP_ADD_TABLE:
 			case OP_DEL_TABLE:
 				sp_nft_put_table(nl, b, o->t->family, o->t->name,
-						 o->kind == OP_ADD_TABLE ? SP_NFT_OP_ADD
-									 : SP_NFT_OP_DEL);
+						 nft_verb(o->kind));
 				break;
 			case OP_ADD_SET:
-				sp_nft_put_set(nl, b, o->t, o->s, SP_NFT_OP_ADD);
-				break;
 			case OP_DEL_SET:
-				sp_nft_put_set(nl, b, o->t, o->s, SP_NFT_OP_DEL);
-				break;
 			case OP_FLUSH_SET:
-				sp_nft_put_set(nl, b, o->t, o->s, SP_NFT_OP_FLUSH);
+				sp_nft_put_set(nl, b, o->t, o->s, nft_verb(o->kind));
 				break;
 			case OP_ADD_CHAIN:
-				sp_nft_put_chain(nl, b, o->t, o->c, SP_NFT_OP_ADD);
-				break;
 			case OP_DEL_CHAIN:
-				sp_nft_put_chain(nl, b, o->t, o->c, SP_NFT_OP_DEL);
-				break;
 			case OP_FLUSH_CHAIN:
-				sp_nft_put_chain(nl, b, o->t, o->c, SP_NFT_OP_FLUSH);
+				sp_nft_put_chain(nl, b, o->t, o->c, nft_verb(o->kind));
 				break;
 			case OP_ADD_ELEM:
 			case OP_DEL_ELEM: {
