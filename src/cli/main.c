@@ -177,19 +177,33 @@ static void sp_cli_report(const struct sp_diag *diag, int verbosity)
 	}
 }
 
-/* Split "a,b,c" and parse each element with parse(); append to *items. */
-static bool sp_cli_parse_cidr_list(const char *flag, const char *text, struct sp_cidr **items,
-				   size_t *n, struct sp_diag *diag)
+typedef bool (*sp_cli_item_parser)(const char *text, void *out);
+
+static bool sp_cli_parse_addr_item(const char *text, void *out)
+{
+	return sp_addr_parse(text, out);
+}
+
+static bool sp_cli_parse_cidr_item(const char *text, void *out)
+{
+	return sp_cidr_parse(text, out);
+}
+
+/* Split "a,b,c", parse each element into a new slot of *items_ptr (count
+ * *n) and report each bad one, naming the flag and what it should be. */
+static bool sp_cli_parse_list(const char *flag, const char *text, const char *what,
+			      sp_cli_item_parser parse, void *items_ptr, size_t *n,
+			      size_t elem_size, struct sp_diag *diag)
 {
 	char *copy = sp_xstrdup(text), *save = NULL;
 	size_t cap = *n;
 	bool ok = true;
 
 	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		struct sp_cidr *c = sp_array_push(items, n, &cap, sizeof(**items));
+		void *slot = sp_array_push(items_ptr, n, &cap, elem_size);
 
-		if (!sp_cidr_parse(tok, c)) {
-			sp_diag_error(diag, "--%s: %s is not a CIDR", flag, tok);
+		if (!parse(tok, slot)) {
+			sp_diag_error(diag, "--%s: %s is not %s", flag, tok, what);
 			(*n)--;
 			ok = false;
 		}
@@ -198,24 +212,18 @@ static bool sp_cli_parse_cidr_list(const char *flag, const char *text, struct sp
 	return ok;
 }
 
+static bool sp_cli_parse_cidr_list(const char *flag, const char *text, struct sp_cidr **items,
+				   size_t *n, struct sp_diag *diag)
+{
+	return sp_cli_parse_list(flag, text, "a CIDR", sp_cli_parse_cidr_item, items, n,
+				 sizeof(**items), diag);
+}
+
 static bool sp_cli_parse_addr_list(const char *flag, const char *text, struct sp_addr **items,
 				   size_t *n, struct sp_diag *diag)
 {
-	char *copy = sp_xstrdup(text), *save = NULL;
-	size_t cap = *n;
-	bool ok = true;
-
-	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		struct sp_addr *a = sp_array_push(items, n, &cap, sizeof(**items));
-
-		if (!sp_addr_parse(tok, a)) {
-			sp_diag_error(diag, "--%s: %s is not an IP address", flag, tok);
-			(*n)--;
-			ok = false;
-		}
-	}
-	free(copy);
-	return ok;
+	return sp_cli_parse_list(flag, text, "an IP address", sp_cli_parse_addr_item, items, n,
+				 sizeof(**items), diag);
 }
 
 static void sp_cli_replace(char **slot, const char *value)
