@@ -232,31 +232,19 @@ static void sp_cli_replace(char **slot, const char *value)
 	*slot = sp_xstrdup(value);
 }
 
-/* kube-proxy takes Go durations ("30s", "1m", "500ms"); a bare number is
- * seconds. */
+/* kube-proxy takes Go durations ("30s", "1m30s", "500ms"), parsed exactly as
+ * the configuration file's syncPeriod is. */
 static bool sp_cli_parse_duration(const char *flag, const char *text, unsigned *out_ms,
 				  struct sp_diag *diag)
 {
-	static const struct {
-		const char *suffix;
-		unsigned long ms;
-	} units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"", 1000}};
-	char *end;
-	unsigned long v;
+	uint64_t ms;
 
-	if (text[0] >= '0' && text[0] <= '9') {
-		v = strtoul(text, &end, 10);
-		for (size_t i = 0; i < SP_ARRAY_SIZE(units); i++) {
-			if (strcmp(end, units[i].suffix))
-				continue;
-			if (v > 86400000UL / units[i].ms)
-				break;
-			*out_ms = (unsigned)(v * units[i].ms);
-			return true;
-		}
+	if (!sp_src_parse_duration_ms(text, &ms)) {
+		sp_diag_error(diag, "--%s: %s is not a duration (e.g. 30s, 1m, 500ms)", flag, text);
+		return false;
 	}
-	sp_diag_error(diag, "--%s: %s is not a duration (e.g. 30s, 1m, 500ms)", flag, text);
-	return false;
+	*out_ms = (unsigned)ms; /* at most UINT32_MAX by the parser's contract */
+	return true;
 }
 
 /* --config is applied before every other flag, so that flags given on the
