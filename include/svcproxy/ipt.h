@@ -21,6 +21,9 @@ enum sp_ipt_table_id {
 	SP_IPT_FILTER,
 	SP_IPT_NAT,
 	SP_IPT_N_TABLES,
+	/* Not part of a ruleset (whose tables[] stop at N_TABLES): a stand-alone
+	 * table for the few rules that must see every packet (IPVS capture). */
+	SP_IPT_MANGLE = SP_IPT_N_TABLES,
 };
 
 /* Address types of the addrtype match (the kernel's XT_ADDRTYPE_* bits). */
@@ -45,7 +48,12 @@ enum sp_ipt_match_kind {
 	/* Read back from the kernel and not understood: never equal to
 	 * anything the agent wants, so its chain gets rewritten. */
 	SP_IPT_M_UNKNOWN,
+	/* -m set --match-set NAME dir[,dir...]: u.set, invert honoured. */
+	SP_IPT_M_SET,
 };
+
+/* Most dimensions an ipset match names (hash:ip,port,ip). */
+#define SP_IPT_SET_DIM_MAX 3
 
 struct sp_ipt_match {
 	enum sp_ipt_match_kind kind;
@@ -70,6 +78,12 @@ struct sp_ipt_match {
 			char *name;
 		} recent;
 		uint8_t ctstate;
+		struct {
+			char *name;
+			uint8_t dim; /* 1..SP_IPT_SET_DIM_MAX */
+			/* Bit i-1 set: dimension i is the source ("src"), else "dst". */
+			uint8_t src_dims;
+		} set;
 	} u;
 };
 
@@ -153,6 +167,8 @@ void sp_ipt_add_dport(struct sp_ipt_rule *r, uint8_t proto, uint16_t dport); /* 
 void sp_ipt_set_jump(struct sp_ipt_rule *r, const char *chain);
 void sp_ipt_set_verdict(struct sp_ipt_rule *r, enum sp_ipt_target_kind kind);
 void sp_ipt_set_host(struct sp_cidr *c, const struct sp_addr *a); /* a/32 or a/128 */
+/* -m set [!] --match-set SET DIRS, DIRS as iptables spells it ("dst,dst,src"). */
+void sp_ipt_add_set_match(struct sp_ipt_rule *r, const char *set, const char *dirs, bool invert);
 /* The probability 1/n as iptables stores `--probability` printed with
  * kube-proxy's "%0.10f". */
 uint32_t sp_ipt_probability(unsigned n);

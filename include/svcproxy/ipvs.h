@@ -25,6 +25,20 @@
 #define SP_IPVS_TABLE 2153
 #define SP_IPVS_CAPTURE_PREF 2153
 #define SP_IPVS_MARKER_PREF 42153
+/* Per-port capture marks packets to a captured (address, protocol, port)
+ * in mangle PREROUTING and OUTPUT (a set match), and ONE policy rule
+ * `fwmark MARK/MARK lookup SP_IPVS_TABLE pref SP_IPVS_CAPTURE_PREF` routes
+ * them locally: constant per-packet cost. Clear of masquerade's 0x4000 and
+ * kube-proxy's drop mark 0x8000. */
+#define SP_IPVS_CAPTURE_MARK 0x2000u
+/* The node's own connections are routed before any packet exists to mark:
+ * `iif lo lookup SP_IPVS_TABLE pref SP_IPVS_LOCAL_PREF`, after the main and
+ * default tables, lets a captured address the node has no route to still
+ * reach the output path, where mangle OUTPUT marks it (as a per-port rule
+ * matched the connect() lookup itself). */
+#define SP_IPVS_LOCAL_PREF 32800
+/* Room for 262,144 members per set (kube-proxy's default is 65,536). */
+#define SP_IPVS_SET_MAXELEM 262144u
 /* kube-proxy's IPVS weights: every real server 1, leaving ones 0. */
 #define SP_IPVS_WEIGHT 1
 /* IP_VS_CONN_F_MASQ: the only forwarding method kube-proxy uses. */
@@ -68,12 +82,41 @@ struct sp_ipvs_service {
 	size_t order; /* lowering order: the first claim on a key wins */
 };
 
-/* An `ip rule to ADDR ipproto P dport PORT lookup SP_IPVS_TABLE pref PREF`. */
+/* An `ip rule to ADDR ipproto P dport PORT lookup SP_IPVS_TABLE pref PREF`,
+ * or, with port 0 (and protocol 0, address all zero of its family), the
+ * capture rule `fwmark SP_IPVS_CAPTURE_MARK/SP_IPVS_CAPTURE_MARK lookup
+ * SP_IPVS_TABLE pref SP_IPVS_CAPTURE_PREF`, or (pref SP_IPVS_LOCAL_PREF)
+ * `iif lo lookup SP_IPVS_TABLE`. */
 struct sp_ipvs_rule {
 	struct sp_addr addr;
 	uint8_t protocol;
 	uint16_t port;
 	uint32_t pref; /* SP_IPVS_CAPTURE_PREF or SP_IPVS_MARKER_PREF */
+};
+
+/* The ipsets the helper rules match: each rule is constant, membership
+ * carries the per-Service part. kube-proxy's names where the meaning is
+ * kube-proxy's; IPv6 sets are named "KUBE6-..." (one name space for both
+ * families, and KUBE-6-LOAD-BALANCER-SOURCE-CIDR would not fit 31 bytes). */
+enum sp_ipvs_set_id {
+	SP_IPVS_SET_CLUSTER_IP,	       /* hash:ip,port: every ClusterIP virtual server */
+	SP_IPVS_SET_NODE_PORT,	       /* hash:ip,port: node-port VSs that masquerade */
+	SP_IPVS_SET_EXTERNAL_IP,       /* hash:ip,port: externalIP VSs that masquerade */
+	SP_IPVS_SET_LOAD_BALANCER,     /* hash:ip,port: LB VSs that masquerade */
+	SP_IPVS_SET_LB_FW,	       /* hash:ip,port: LB VSs with source ranges */
+	SP_IPVS_SET_LB_SOURCE_CIDR,    /* hash:ip,port,net: (LB VS, allowed source) */
+	SP_IPVS_SET_LOCAL_NO_ENDPOINT, /* hash:ip,port: Local policy, no local endpoint */
+	SP_IPVS_SET_LOOP_BACK,	       /* hash:ip,port,ip: (local endpoint, itself) */
+	SP_IPVS_SET_CAPTURE,	       /* hash:ip,port: captured LB IPs and externalIPs */
+	SP_IPVS_N_SETS,
+};
+
+/* Members in `ipset save` spelling ("10.0.0.1,tcp:80"), sorted and unique
+ * after sp_ipvs_state_sort(). present: read back only, the set exists. */
+struct sp_ipvs_set {
+	char **entries;
+	size_t n_entries, cap_entries;
+	bool present;
 };
 
 struct sp_ipvs_state {
@@ -94,6 +137,11 @@ struct sp_ipvs_state {
 	struct sp_ipt_ruleset ipt;
 	struct sp_ipt_ruleset ipt6;
 	bool has_ipv6;
+	/* [0] IPv4, [1] IPv6. Desired state: every set of a programmed family
+	 * (empty ones too); read back: the sets that exist. */
+	struct sp_ipvs_set sets[2][SP_IPVS_N_SETS];
+	/* The capture mark rules (desired only; empty in whole-address mode). */
+	struct sp_ipt_table mangle, mangle6;
 };
 
 void sp_ipvs_state_init(struct sp_ipvs_state *st);
@@ -148,8 +196,23 @@ void sp_ipvs_print_iptables(const struct sp_ipvs_state *st, int family, struct s
 void sp_ipvs_print(const struct sp_ipvs_state *st, struct sp_buf *out);
 void sp_ipvs_print_json(const struct sp_ipvs_state *st, struct sp_buf *out);
 
-/* The helper chains the mode owns (NULL-terminated; same names in both
- * tables: nat has the first three, filter the last). */
+/* Set names (family AF_INET or AF_INET6) and ipset types. */
+const char *sp_ipvs_set_name(enum sp_ipvs_set_id id, int family);
+const char *sp_ipvs_set_type(enum sp_ipvs_set_id id);
+void sp_ipvs_set_add(struct sp_ipvs_state *st, int family, enum sp_ipvs_set_id id,
+		     const char *entry);
+bool sp_ipvs_set_has(const struct sp_ipvs_set *set, const char *entry);
+/* "ADDR,proto:PORT": a hash:ip,port member; buf holds SP_IPVS_ENTRYLEN. */
+#define SP_IPVS_ENTRYLEN 128
+const char *sp_ipvs_entry_ipport(const struct sp_addr *a, uint8_t proto, uint16_t port, char *buf);
+/* `ipset restore` text creating and filling every desired set. */
+void sp_ipvs_print_sets(const struct sp_ipvs_state *st, struct sp_buf *out);
+/* iptables-save text of the mangle (capture) table of a family. */
+void sp_ipvs_print_mangle(const struct sp_ipvs_state *st, int family, struct sp_buf *out);
+
+/* The helper chains the mode owns (NULL-terminated; same names in every
+ * table: nat has the first three, filter KUBE-IPVS-FIREWALL, mangle
+ * KUBE-IPVS-CAPTURE). */
 extern const char *const sp_ipvs_owned_chains[];
 
 #endif

@@ -22,6 +22,7 @@
 #include <linux/netfilter/xt_conntrack.h>
 #include <linux/netfilter/xt_mark.h>
 #include <linux/netfilter/xt_recent.h>
+#include <linux/netfilter/xt_set.h>
 #include <linux/netfilter/xt_sctp.h>
 #include <linux/netfilter/xt_statistic.h>
 #include <linux/netfilter/xt_tcpudp.h>
@@ -291,6 +292,63 @@ static void encode_ports(struct sp_ipt_match *m, struct entry_buf *b)
 	}
 }
 
+/* The set match carries the kernel's index of the set, not its name; ask the
+ * ipset getsockopt interface (as libxt_set does). IPSET_INVALID_ID when the
+ * set does not exist: the kernel then refuses the rule at commit, which
+ * reports it. */
+static int set_sockopt(void *req, socklen_t len)
+{
+	int fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+	int ret;
+
+	if (fd < 0)
+		return -1;
+	ret = getsockopt(fd, SOL_IP, SO_IP_SET, req, &len);
+	close(fd);
+	return ret;
+}
+
+static unsigned set_protocol_version(void)
+{
+	struct ip_set_req_version v = {.op = IP_SET_OP_VERSION};
+
+	return set_sockopt(&v, sizeof(v)) < 0 ? IPSET_PROTOCOL : v.version;
+}
+
+static ip_set_id_t set_index_of(const char *name)
+{
+	struct ip_set_req_get_set req = {.op = IP_SET_OP_GET_BYNAME};
+
+	req.version = set_protocol_version();
+	snprintf(req.set.name, sizeof(req.set.name), "%s", name);
+	if (set_sockopt(&req, sizeof(req)) < 0)
+		return IPSET_INVALID_ID;
+	return req.set.index;
+}
+
+static bool set_name_of(ip_set_id_t index, char *name, size_t len)
+{
+	struct ip_set_req_get_set req = {.op = IP_SET_OP_GET_BYINDEX};
+
+	req.version = set_protocol_version();
+	req.set.index = index;
+	if (set_sockopt(&req, sizeof(req)) < 0 || !req.set.name[0])
+		return false;
+	snprintf(name, len, "%.*s", (int)sizeof(req.set.name), req.set.name);
+	return true;
+}
+
+static void encode_set(const struct sp_ipt_match *m, struct entry_buf *b)
+{
+	struct xt_set_info_match_v1 *s = put_ext(b, "set", 1, sizeof(*s));
+
+	s->match_set.index = set_index_of(m->u.set.name);
+	s->match_set.dim = m->u.set.dim;
+	/* Kernel layout: bit 0 inverts, bit i marks dimension i as source. */
+	s->match_set.flags =
+		(uint8_t)((m->u.set.src_dims << 1) | (m->invert ? IPSET_INV_MATCH : 0));
+}
+
 static void encode_match(struct sp_ipt_match *m, int family, struct entry_buf *b)
 {
 	switch (m->kind) {
@@ -348,6 +406,9 @@ static void encode_match(struct sp_ipt_match *m, int family, struct entry_buf *b
 		c->state_mask = m->u.ctstate;
 		break;
 	}
+	case SP_IPT_M_SET:
+		encode_set(m, b);
+		break;
 	case SP_IPT_M_UNKNOWN:
 		break;
 	}
@@ -613,6 +674,21 @@ static bool decode_match(const struct xt_entry_match *m, int family, struct sp_i
 		x->u.recent.reap = k->check_set & XT_RECENT_REAP;
 		x->u.recent.seconds = k->seconds;
 		x->u.recent.name = sp_xstrndup(k->name, sizeof(k->name));
+		return true;
+	}
+	if (!strcmp(name, "set") && rev == 1) {
+		const struct xt_set_info_match_v1 *k = (const void *)m->data;
+		char set[IPSET_MAXNAMELEN];
+
+		if (!k->match_set.dim || k->match_set.dim > SP_IPT_SET_DIM_MAX ||
+		    !set_name_of(k->match_set.index, set, sizeof(set)))
+			return false;
+		x = sp_ipt_match_add(r, SP_IPT_M_SET);
+		x->u.set.name = sp_xstrdup(set);
+		x->u.set.dim = k->match_set.dim;
+		x->u.set.src_dims =
+			(uint8_t)((k->match_set.flags >> 1) & ((1u << SP_IPT_SET_DIM_MAX) - 1));
+		x->invert = k->match_set.flags & IPSET_INV_MATCH;
 		return true;
 	}
 	if (!strcmp(name, "conntrack") && rev == 3) {

@@ -283,6 +283,28 @@ int sp_ipvs_link_addr_del(struct sp_ipvs_rtnl *rt, int ifindex, const struct sp_
 	return 0;
 }
 
+/* `fwmark MARK/MARK lookup SP_IPVS_TABLE pref SP_IPVS_CAPTURE_PREF` and
+ * nothing else (no address, protocol or port selector). */
+static bool is_capture_mark_rule(struct rtnl_rule *r)
+{
+	uint8_t proto = 0;
+	uint16_t start = 0, end = 0;
+
+	return rtnl_rule_get_mark(r) == SP_IPVS_CAPTURE_MARK &&
+	       rtnl_rule_get_mask(r) == SP_IPVS_CAPTURE_MARK &&
+	       rtnl_rule_get_prio(r) == SP_IPVS_CAPTURE_PREF && !rtnl_rule_get_dst(r) &&
+	       rtnl_rule_get_ipproto(r, &proto) < 0 && rtnl_rule_get_dport(r, &start, &end) < 0;
+}
+
+/* `iif lo lookup SP_IPVS_TABLE pref SP_IPVS_LOCAL_PREF`. */
+static bool is_local_fallback_rule(struct rtnl_rule *r)
+{
+	const char *iif = rtnl_rule_get_iif(r);
+
+	return iif && !strcmp(iif, "lo") && rtnl_rule_get_prio(r) == SP_IPVS_LOCAL_PREF &&
+	       !rtnl_rule_get_dst(r);
+}
+
 int sp_ipvs_rules_dump(struct sp_ipvs_rtnl *rt, struct sp_ipvs_state *out, struct sp_diag *diag)
 {
 	struct nl_cache *cache = NULL;
@@ -301,6 +323,12 @@ int sp_ipvs_rules_dump(struct sp_ipvs_rtnl *rt, struct sp_ipvs_state *out, struc
 
 		if (rtnl_rule_get_table(r) != SP_IPVS_TABLE)
 			continue;
+		if (is_capture_mark_rule(r) || is_local_fallback_rule(r)) {
+			rule.addr.family = rtnl_rule_get_family(r);
+			rule.pref = rtnl_rule_get_prio(r);
+			sp_ipvs_add_rule(out, &rule);
+			continue;
+		}
 		dst = rtnl_rule_get_dst(r);
 		if (!from_nl_addr(dst, &rule.addr) ||
 		    nl_addr_get_prefixlen(dst) != (rule.addr.family == AF_INET6 ? 128u : 32u) ||
@@ -324,17 +352,27 @@ int sp_ipvs_rules_dump(struct sp_ipvs_rtnl *rt, struct sp_ipvs_state *out, struc
 static struct rtnl_rule *make_rule(const struct sp_ipvs_rule *r)
 {
 	struct rtnl_rule *rule = rtnl_rule_alloc();
-	struct nl_addr *dst = host_addr(&r->addr);
+	struct nl_addr *dst;
 
 	if (!rule)
 		sp_xmalloc(SIZE_MAX);
 	rtnl_rule_set_family(rule, r->addr.family);
-	rtnl_rule_set_dst(rule, dst);
-	rtnl_rule_set_ipproto(rule, r->protocol);
-	rtnl_rule_set_dport(rule, r->port);
 	rtnl_rule_set_table(rule, SP_IPVS_TABLE);
 	rtnl_rule_set_prio(rule, r->pref);
 	rtnl_rule_set_action(rule, FR_ACT_TO_TBL);
+	if (!r->port && r->pref == SP_IPVS_LOCAL_PREF) {
+		rtnl_rule_set_iif(rule, "lo");
+		return rule;
+	}
+	if (!r->port) {
+		rtnl_rule_set_mark(rule, SP_IPVS_CAPTURE_MARK);
+		rtnl_rule_set_mask(rule, SP_IPVS_CAPTURE_MARK);
+		return rule;
+	}
+	dst = host_addr(&r->addr);
+	rtnl_rule_set_dst(rule, dst);
+	rtnl_rule_set_ipproto(rule, r->protocol);
+	rtnl_rule_set_dport(rule, r->port);
 	nl_addr_put(dst);
 	return rule;
 }
@@ -343,6 +381,15 @@ static const char *rule_desc(const struct sp_ipvs_rule *r, char *buf, size_t len
 {
 	char ab[SP_ADDRSTRLEN];
 
+	if (!r->port && r->pref == SP_IPVS_LOCAL_PREF) {
+		snprintf(buf, len, "iif lo lookup %u pref %u", SP_IPVS_TABLE, r->pref);
+		return buf;
+	}
+	if (!r->port) {
+		snprintf(buf, len, "fwmark 0x%x/0x%x lookup %u pref %u", SP_IPVS_CAPTURE_MARK,
+			 SP_IPVS_CAPTURE_MARK, SP_IPVS_TABLE, r->pref);
+		return buf;
+	}
 	snprintf(buf, len, "to %s ipproto %s dport %u lookup %u pref %u",
 		 sp_addr_format(&r->addr, ab), sp_proto_name_lower(r->protocol), r->port,
 		 SP_IPVS_TABLE, r->pref);

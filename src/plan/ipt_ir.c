@@ -8,14 +8,20 @@
 
 static const char *const filter_builtins[] = {"INPUT", "FORWARD", "OUTPUT", NULL};
 static const char *const nat_builtins[] = {"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING", NULL};
+static const char *const mangle_builtins[] = {"PREROUTING", "INPUT",	   "FORWARD",
+					      "OUTPUT",	    "POSTROUTING", NULL};
 
 static const char *const *builtins_of(enum sp_ipt_table_id id)
 {
+	if (id == SP_IPT_MANGLE)
+		return mangle_builtins;
 	return id == SP_IPT_NAT ? nat_builtins : filter_builtins;
 }
 
 const char *sp_ipt_table_name(enum sp_ipt_table_id id)
 {
+	if (id == SP_IPT_MANGLE)
+		return "mangle";
 	return id == SP_IPT_NAT ? "nat" : "filter";
 }
 
@@ -57,6 +63,9 @@ static void match_free(struct sp_ipt_match *m)
 		break;
 	case SP_IPT_M_RECENT:
 		free(m->u.recent.name);
+		break;
+	case SP_IPT_M_SET:
+		free(m->u.set.name);
 		break;
 	default:
 		break;
@@ -167,6 +176,21 @@ void sp_ipt_set_host(struct sp_cidr *c, const struct sp_addr *a)
 {
 	c->addr = *a;
 	c->prefix = a->family == AF_INET6 ? 128 : 32;
+}
+
+void sp_ipt_add_set_match(struct sp_ipt_rule *r, const char *set, const char *dirs, bool invert)
+{
+	struct sp_ipt_match *m = sp_ipt_match_add(r, SP_IPT_M_SET);
+
+	m->invert = invert;
+	m->u.set.name = sp_xstrdup(set);
+	for (const char *d = dirs; *d && m->u.set.dim < SP_IPT_SET_DIM_MAX;) {
+		if (!strncmp(d, "src", 3))
+			m->u.set.src_dims |= (uint8_t)(1u << m->u.set.dim);
+		m->u.set.dim++;
+		d += strcspn(d, ",");
+		d += *d == ',';
+	}
 }
 
 uint32_t sp_ipt_probability(unsigned n)

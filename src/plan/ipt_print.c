@@ -132,6 +132,12 @@ static void print_match(const struct sp_ipt_match *m, int family, struct sp_buf 
 		sp_buf_add(out, " -m conntrack");
 		print_ctstate(m->u.ctstate, out);
 		break;
+	case SP_IPT_M_SET:
+		sp_buf_addf(out, " -m set%s --match-set %s ", m->invert ? " !" : "", m->u.set.name);
+		for (unsigned i = 0; i < m->u.set.dim; i++)
+			sp_buf_addf(out, "%s%s", i ? "," : "",
+				    m->u.set.src_dims & (1u << i) ? "src" : "dst");
+		break;
 	case SP_IPT_M_UNKNOWN:
 		/* Marked, so that it can never print (and compare) like a
 		 * match the agent writes, e.g. "-m tcp" with a source port. */

@@ -3,8 +3,10 @@
  * ClusterIP, each node-port address, each externalIP and each LB ingress IP;
  * real servers in masquerade mode with weight 1; ClientIP affinity as
  * persistence. ClusterIPs go on kube-ipvs0; externalIPs and LB IPs are
- * captured per port with a policy rule (default) or bound whole to
- * kube-ipvs0 (kube-proxy's way). Pure: no syscalls. */
+ * captured per port (a set member marked in mangle, one fwmark policy rule;
+ * default) or bound whole to kube-ipvs0 (kube-proxy's way). Helper rules
+ * are constant and match ipsets whose members carry the per-Service part,
+ * as kube-proxy's IPVS mode does. Pure: no syscalls. */
 #include "svcproxy/ipvs.h"
 
 #include <stdio.h>
@@ -12,15 +14,11 @@
 #include <string.h>
 #include <sys/socket.h>
 
-struct hairpin;
-
 struct lower_ctx {
 	const struct sp_plan *plan;
 	struct sp_ipvs_state *st;
 	struct sp_diag *diag;
-	uint32_t mark; /* the masquerade mark bit */
-	struct hairpin *hairpins;
-	size_t n_hairpins, cap_hairpins;
+	uint32_t mark;			/* the masquerade mark bit */
 	struct sp_addr *nodeport_addrs; /* sorted, unique */
 	size_t n_nodeport_addrs;
 };
@@ -40,8 +38,9 @@ static const char *kind_name(enum sp_ipvs_vs_kind k)
 	return "?";
 }
 
-const char *const sp_ipvs_owned_chains[] = {"KUBE-SERVICES", "KUBE-POSTROUTING", "KUBE-MARK-MASQ",
-					    "KUBE-IPVS-FIREWALL", NULL};
+const char *const sp_ipvs_owned_chains[] = {"KUBE-SERVICES",	 "KUBE-POSTROUTING",
+					    "KUBE-MARK-MASQ",	 "KUBE-IPVS-FIREWALL",
+					    "KUBE-IPVS-CAPTURE", NULL};
 
 /* ---- helper rules (iptables for IPv4, ip6tables for IPv6) -------------- */
 
@@ -56,15 +55,9 @@ static struct sp_ipt_rule *rule_in(struct lower_ctx *c, int family, enum sp_ipt_
 	return sp_ipt_rule_append(sp_ipt_chain_get(table_of(c, family, table), chain));
 }
 
-/* A rule matching traffic to the virtual server: -d ADDR/32 -p P --dport N. */
-static struct sp_ipt_rule *vs_rule(struct lower_ctx *c, enum sp_ipt_table_id table,
-				   const char *chain, const struct sp_ipvs_service *svc)
+static void set_rule(struct sp_ipt_rule *r, enum sp_ipvs_set_id id, int family, const char *dirs)
 {
-	struct sp_ipt_rule *r = rule_in(c, svc->addr.family, table, chain);
-
-	sp_ipt_set_host(&r->dst, &svc->addr);
-	sp_ipt_add_dport(r, svc->protocol, svc->port);
-	return r;
+	sp_ipt_add_set_match(r, sp_ipvs_set_name(id, family), dirs, false);
 }
 
 static void add_static_rules(struct lower_ctx *c, int f)
@@ -91,11 +84,84 @@ static void add_static_rules(struct lower_ctx *c, int f)
 	sp_ipt_chain_get(table_of(c, f, SP_IPT_FILTER), "KUBE-IPVS-FIREWALL");
 }
 
-static void add_masquerade_tail(struct lower_ctx *c, int f)
+static const struct sp_cidr *first_cluster_cidr(const struct sp_plan *plan, int family)
+{
+	for (size_t i = 0; i < plan->n_cluster_cidrs; i++)
+		if (plan->cluster_cidrs[i].addr.family == family)
+			return &plan->cluster_cidrs[i];
+	return NULL;
+}
+
+/* Masquerade: ClusterIP traffic from outside the cluster CIDR (or all of it
+ * with --masquerade-all), and external traffic whose virtual server is in
+ * one of the masquerading sets (Cluster policy, Local fallback). */
+static void add_masq_rules(struct lower_ctx *c, int f)
+{
+	static const enum sp_ipvs_set_id external[] = {
+		SP_IPVS_SET_NODE_PORT, SP_IPVS_SET_EXTERNAL_IP, SP_IPVS_SET_LOAD_BALANCER};
+	const struct sp_cidr *cidr = first_cluster_cidr(c->plan, f);
+	struct sp_ipt_rule *r;
+
+	if (c->plan->masquerade_all || cidr) {
+		r = rule_in(c, f, SP_IPT_NAT, "KUBE-SERVICES");
+		if (!c->plan->masquerade_all) {
+			r->src = *cidr;
+			r->src_invert = true;
+		}
+		set_rule(r, SP_IPVS_SET_CLUSTER_IP, f, "dst,dst");
+		sp_ipt_set_jump(r, "KUBE-MARK-MASQ");
+	}
+	for (size_t i = 0; i < sizeof(external) / sizeof(external[0]); i++) {
+		r = rule_in(c, f, SP_IPT_NAT, "KUBE-SERVICES");
+		set_rule(r, external[i], f, "dst,dst");
+		sp_ipt_set_jump(r, "KUBE-MARK-MASQ");
+	}
+}
+
+/* loadBalancerSourceRanges first (an allowed source is let through even when
+ * the Local fallback below would drop it, as the per-service rules did), then
+ * Local policy without a local endpoint: in-cluster and node-local sources
+ * pass, everyone else is dropped. */
+static void add_firewall_rules(struct lower_ctx *c, int f)
+{
+	const char *chain = "KUBE-IPVS-FIREWALL";
+	struct sp_ipt_rule *r;
+	struct sp_ipt_match *m;
+
+	r = rule_in(c, f, SP_IPT_FILTER, chain);
+	set_rule(r, SP_IPVS_SET_LB_SOURCE_CIDR, f, "dst,dst,src");
+	sp_ipt_set_verdict(r, SP_IPT_T_RETURN);
+	r = rule_in(c, f, SP_IPT_FILTER, chain);
+	set_rule(r, SP_IPVS_SET_LB_FW, f, "dst,dst");
+	sp_ipt_set_verdict(r, SP_IPT_T_DROP);
+	for (size_t i = 0; i < c->plan->n_cluster_cidrs; i++) {
+		if (c->plan->cluster_cidrs[i].addr.family != f)
+			continue;
+		r = rule_in(c, f, SP_IPT_FILTER, chain);
+		r->src = c->plan->cluster_cidrs[i];
+		set_rule(r, SP_IPVS_SET_LOCAL_NO_ENDPOINT, f, "dst,dst");
+		sp_ipt_set_verdict(r, SP_IPT_T_RETURN);
+	}
+	r = rule_in(c, f, SP_IPT_FILTER, chain);
+	m = sp_ipt_match_add(r, SP_IPT_M_ADDRTYPE);
+	m->u.addrtype.src_type = SP_IPT_ADDRTYPE_LOCAL;
+	set_rule(r, SP_IPVS_SET_LOCAL_NO_ENDPOINT, f, "dst,dst");
+	sp_ipt_set_verdict(r, SP_IPT_T_RETURN);
+	r = rule_in(c, f, SP_IPT_FILTER, chain);
+	set_rule(r, SP_IPVS_SET_LOCAL_NO_ENDPOINT, f, "dst,dst");
+	sp_ipt_set_verdict(r, SP_IPT_T_DROP);
+}
+
+/* A pod reaching itself through a Service: the reply would not come back
+ * through IPVS without SNAT (kube-proxy's KUBE-LOOP-BACK set). */
+static void add_postrouting_rules(struct lower_ctx *c, int f)
 {
 	struct sp_ipt_rule *r;
 	struct sp_ipt_match *m;
 
+	r = rule_in(c, f, SP_IPT_NAT, "KUBE-POSTROUTING");
+	set_rule(r, SP_IPVS_SET_LOOP_BACK, f, "dst,dst,src");
+	sp_ipt_set_verdict(r, SP_IPT_T_MASQUERADE);
 	r = rule_in(c, f, SP_IPT_NAT, "KUBE-POSTROUTING");
 	m = sp_ipt_match_add(r, SP_IPT_M_MARK);
 	m->invert = true;
@@ -111,132 +177,133 @@ static void add_masquerade_tail(struct lower_ctx *c, int f)
 	sp_ipt_set_verdict(r, SP_IPT_T_MASQUERADE);
 }
 
-static const struct sp_cidr *first_cluster_cidr(const struct sp_plan *plan, int family)
+/* Per-port capture: mark what goes to a captured (address, protocol, port),
+ * arriving (PREROUTING) or sent by the node (OUTPUT, which re-routes a
+ * packet whose mark changed); the fwmark rule routes it locally. */
+static void add_capture_rules(struct lower_ctx *c, int f)
 {
-	for (size_t i = 0; i < plan->n_cluster_cidrs; i++)
-		if (plan->cluster_cidrs[i].addr.family == family)
-			return &plan->cluster_cidrs[i];
-	return NULL;
-}
-
-/* Masquerade: ClusterIP traffic from outside the cluster CIDR (or all of it
- * with --masquerade-all), external traffic under Cluster policy, and the
- * in-cluster fallback of a Local service with no local endpoint. */
-static void add_masq_rule(struct lower_ctx *c, const struct sp_ipvs_service *svc, bool masq)
-{
+	struct sp_ipt_table *t = f == AF_INET6 ? &c->st->mangle6 : &c->st->mangle;
+	struct sp_ipvs_rule fwmark = {.addr = {.family = f}, .pref = SP_IPVS_CAPTURE_PREF};
+	struct sp_ipvs_rule local = {.addr = {.family = f}, .pref = SP_IPVS_LOCAL_PREF};
 	struct sp_ipt_rule *r;
 
-	if (svc->kind == SP_IPVS_VS_CLUSTER_IP && !c->plan->masquerade_all) {
-		const struct sp_cidr *cidr = first_cluster_cidr(c->plan, svc->addr.family);
-
-		if (!cidr)
-			return;
-		r = vs_rule(c, SP_IPT_NAT, "KUBE-SERVICES", svc);
-		r->src = *cidr;
-		r->src_invert = true;
-		sp_ipt_set_jump(r, "KUBE-MARK-MASQ");
+	if (c->plan->ipvs_capture == SP_IPVS_CAPTURE_WHOLE_ADDRESS)
 		return;
+	r = sp_ipt_rule_append(sp_ipt_chain_get(t, "PREROUTING"));
+	sp_ipt_add_comment(r, "svcproxy ipvs per-port capture");
+	sp_ipt_set_jump(r, "KUBE-IPVS-CAPTURE");
+	r = sp_ipt_rule_append(sp_ipt_chain_get(t, "OUTPUT"));
+	sp_ipt_add_comment(r, "svcproxy ipvs per-port capture");
+	sp_ipt_set_jump(r, "KUBE-IPVS-CAPTURE");
+	/* Clear first: a packet IPVS sends on to a real server passes mangle
+	 * OUTPUT again, and with the mark still set NAT's re-route would
+	 * send it back to the local table instead of to the real server. */
+	r = sp_ipt_rule_append(sp_ipt_chain_get(t, "KUBE-IPVS-CAPTURE"));
+	r->target.kind = SP_IPT_T_MARK;
+	r->target.mark_value = 0;
+	r->target.mark_mask = SP_IPVS_CAPTURE_MARK;
+	r = sp_ipt_rule_append(sp_ipt_chain_get(t, "KUBE-IPVS-CAPTURE"));
+	set_rule(r, SP_IPVS_SET_CAPTURE, f, "dst,dst");
+	r->target.kind = SP_IPT_T_MARK;
+	r->target.mark_value = SP_IPVS_CAPTURE_MARK;
+	r->target.mark_mask = SP_IPVS_CAPTURE_MARK;
+	if (c->st->sets[f == AF_INET6][SP_IPVS_SET_CAPTURE].n_entries) {
+		sp_ipvs_add_rule(c->st, &fwmark);
+		sp_ipvs_add_rule(c->st, &local);
 	}
-	if (masq || c->plan->masquerade_all)
-		sp_ipt_set_jump(vs_rule(c, SP_IPT_NAT, "KUBE-SERVICES", svc), "KUBE-MARK-MASQ");
 }
 
-static void add_source_range_rules(struct lower_ctx *c, const struct sp_plan_svcport *sp,
-				   const struct sp_ipvs_service *svc)
+static void add_constant_rules(struct lower_ctx *c, int f)
 {
+	add_static_rules(c, f);
+	add_masq_rules(c, f);
+	add_firewall_rules(c, f);
+	add_postrouting_rules(c, f);
+	add_capture_rules(c, f);
+}
+
+static void add_vs_entry(struct lower_ctx *c, enum sp_ipvs_set_id id,
+			 const struct sp_ipvs_service *svc)
+{
+	char e[SP_IPVS_ENTRYLEN];
+
+	sp_ipvs_set_add(c->st, svc->addr.family, id,
+			sp_ipvs_entry_ipport(&svc->addr, svc->protocol, svc->port, e));
+}
+
+static void add_masq_member(struct lower_ctx *c, const struct sp_ipvs_service *svc, bool masq)
+{
+	switch (svc->kind) {
+	case SP_IPVS_VS_CLUSTER_IP:
+		add_vs_entry(c, SP_IPVS_SET_CLUSTER_IP, svc);
+		return;
+	case SP_IPVS_VS_NODE_PORT:
+		if (masq || c->plan->masquerade_all)
+			add_vs_entry(c, SP_IPVS_SET_NODE_PORT, svc);
+		return;
+	case SP_IPVS_VS_EXTERNAL_IP:
+		if (masq || c->plan->masquerade_all)
+			add_vs_entry(c, SP_IPVS_SET_EXTERNAL_IP, svc);
+		return;
+	case SP_IPVS_VS_LOAD_BALANCER:
+		if (masq || c->plan->masquerade_all)
+			add_vs_entry(c, SP_IPVS_SET_LOAD_BALANCER, svc);
+		return;
+	}
+}
+
+static bool is_host_cidr(const struct sp_cidr *cidr)
+{
+	return cidr->prefix == (cidr->addr.family == AF_INET6 ? 128 : 32);
+}
+
+/* hash:ip,port,net takes no /0: a range that allows everyone leaves the
+ * virtual server out of the firewall sets altogether. */
+static void add_source_range_members(struct lower_ctx *c, const struct sp_plan_svcport *sp,
+				     const struct sp_ipvs_service *svc)
+{
+	char vs[SP_IPVS_ENTRYLEN], ab[SP_ADDRSTRLEN];
 	size_t n = 0;
 
+	for (size_t i = 0; i < sp->n_source_ranges; i++)
+		if (sp->source_ranges[i].addr.family == svc->addr.family &&
+		    sp->source_ranges[i].prefix == 0)
+			return;
+	sp_ipvs_entry_ipport(&svc->addr, svc->protocol, svc->port, vs);
 	for (size_t i = 0; i < sp->n_source_ranges; i++) {
-		struct sp_ipt_rule *r;
+		const struct sp_cidr *r = &sp->source_ranges[i];
+		char *e;
 
-		if (sp->source_ranges[i].addr.family != svc->addr.family)
+		if (r->addr.family != svc->addr.family)
 			continue;
-		r = vs_rule(c, SP_IPT_FILTER, "KUBE-IPVS-FIREWALL", svc);
-		r->src = sp->source_ranges[i];
-		sp_ipt_set_verdict(r, SP_IPT_T_RETURN);
+		e = is_host_cidr(r)
+			    ? sp_xasprintf("%s,%s", vs, sp_addr_format(&r->addr, ab))
+			    : sp_xasprintf("%s,%s/%u", vs, sp_addr_format(&r->addr, ab), r->prefix);
+		sp_ipvs_set_add(c->st, svc->addr.family, SP_IPVS_SET_LB_SOURCE_CIDR, e);
+		free(e);
 		n++;
 	}
 	if (n)
-		sp_ipt_set_verdict(vs_rule(c, SP_IPT_FILTER, "KUBE-IPVS-FIREWALL", svc),
-				   SP_IPT_T_DROP);
-}
-
-/* Local policy, no local endpoint: the virtual server serves in-cluster
- * clients from the cluster-wide endpoints; everyone else is dropped, as the
- * node has nothing local to offer them. */
-static void add_local_drop_rules(struct lower_ctx *c, const struct sp_ipvs_service *svc)
-{
-	struct sp_ipt_rule *r;
-	struct sp_ipt_match *m;
-
-	for (size_t i = 0; i < c->plan->n_cluster_cidrs; i++) {
-		if (c->plan->cluster_cidrs[i].addr.family != svc->addr.family)
-			continue;
-		r = vs_rule(c, SP_IPT_FILTER, "KUBE-IPVS-FIREWALL", svc);
-		r->src = c->plan->cluster_cidrs[i];
-		sp_ipt_set_verdict(r, SP_IPT_T_RETURN);
-	}
-	r = vs_rule(c, SP_IPT_FILTER, "KUBE-IPVS-FIREWALL", svc);
-	m = sp_ipt_match_add(r, SP_IPT_M_ADDRTYPE);
-	m->u.addrtype.src_type = SP_IPT_ADDRTYPE_LOCAL;
-	sp_ipt_set_verdict(r, SP_IPT_T_RETURN);
-	sp_ipt_set_verdict(vs_rule(c, SP_IPT_FILTER, "KUBE-IPVS-FIREWALL", svc), SP_IPT_T_DROP);
+		add_vs_entry(c, SP_IPVS_SET_LB_FW, svc);
 }
 
 /* A local endpoint a pod may reach through a Service: (addr, proto, port). */
-struct hairpin {
-	struct sp_addr addr;
-	uint8_t protocol;
-	uint16_t port;
-};
-
-static int hairpin_cmp(const void *pa, const void *pb)
-{
-	const struct hairpin *a = pa, *b = pb;
-	int c = sp_addr_cmp(&a->addr, &b->addr);
-
-	if (c)
-		return c;
-	if (a->protocol != b->protocol)
-		return a->protocol < b->protocol ? -1 : 1;
-	return a->port < b->port ? -1 : a->port > b->port;
-}
-
 static void collect_hairpins(struct lower_ctx *c, const struct sp_plan_svcport *sp)
 {
+	char e[SP_IPVS_ENTRYLEN], ab[SP_ADDRSTRLEN];
+
 	for (size_t i = 0; i < sp->n_endpoints; i++) {
 		const struct sp_plan_endpoint *ep = &sp->endpoints[i];
-		struct hairpin *h;
+		char *entry;
 
 		if (!ep->local)
 			continue;
-		h = sp_array_push(&c->hairpins, &c->n_hairpins, &c->cap_hairpins, sizeof(*h));
-		h->addr = ep->addr;
-		h->protocol = sp->protocol;
-		h->port = ep->port;
+		entry = sp_xasprintf("%s,%s",
+				     sp_ipvs_entry_ipport(&ep->addr, sp->protocol, ep->port, e),
+				     sp_addr_format(&ep->addr, ab));
+		sp_ipvs_set_add(c->st, ep->addr.family, SP_IPVS_SET_LOOP_BACK, entry);
+		free(entry);
 	}
-}
-
-/* A pod reaching itself through a Service: the reply would not come back
- * through IPVS without SNAT (kube-proxy's KUBE-LOOP-BACK set). One rule per
- * local endpoint, however many Services share it. */
-static void add_hairpin_rules(struct lower_ctx *c)
-{
-	if (c->n_hairpins)
-		qsort(c->hairpins, c->n_hairpins, sizeof(*c->hairpins), hairpin_cmp);
-	for (size_t i = 0; i < c->n_hairpins; i++) {
-		const struct hairpin *h = &c->hairpins[i];
-		struct sp_ipt_rule *r;
-
-		if (i && hairpin_cmp(h, &c->hairpins[i - 1]) == 0)
-			continue;
-		r = rule_in(c, h->addr.family, SP_IPT_NAT, "KUBE-POSTROUTING");
-		sp_ipt_set_host(&r->src, &h->addr);
-		sp_ipt_set_host(&r->dst, &h->addr);
-		sp_ipt_add_dport(r, h->protocol, h->port);
-		sp_ipt_set_verdict(r, SP_IPT_T_MASQUERADE);
-	}
-	free(c->hairpins);
 }
 
 static struct sp_ipvs_service *add_vs(struct lower_ctx *c, const struct sp_plan_svcport *sp,
@@ -292,8 +359,8 @@ static void capture(struct lower_ctx *c, const struct sp_ipvs_service *svc)
 			sp_ipvs_add_link_addr(c->st, &svc->addr);
 			return;
 		}
-		r.pref = SP_IPVS_CAPTURE_PREF;
-		break;
+		add_vs_entry(c, SP_IPVS_SET_CAPTURE, svc);
+		return;
 	}
 	sp_ipvs_add_rule(c->st, &r);
 }
@@ -310,10 +377,10 @@ static void lower_external(struct lower_ctx *c, const struct sp_plan_svcport *sp
 	svc = add_vs(c, sp, kind, addr, port, eps);
 	capture(c, svc);
 	if (kind == SP_IPVS_VS_LOAD_BALANCER)
-		add_source_range_rules(c, sp, svc);
+		add_source_range_members(c, sp, svc);
 	if (fallback && sp->has_any_endpoints)
-		add_local_drop_rules(c, svc);
-	add_masq_rule(c, svc, !sp->external_policy_local || fallback);
+		add_vs_entry(c, SP_IPVS_SET_LOCAL_NO_ENDPOINT, svc);
+	add_masq_member(c, svc, !sp->external_policy_local || fallback);
 }
 
 static void lower_svcport(struct lower_ctx *c, const struct sp_plan_svcport *sp)
@@ -323,7 +390,7 @@ static void lower_svcport(struct lower_ctx *c, const struct sp_plan_svcport *sp)
 						     sp->port, sp_plan_internal_eps(sp));
 
 		capture(c, svc);
-		add_masq_rule(c, svc, false);
+		add_masq_member(c, svc, false);
 	}
 	collect_hairpins(c, sp);
 	if (!sp_plan_externally_accessible(sp))
@@ -413,15 +480,11 @@ int sp_ipvs_lower_local(const struct sp_plan *plan, const struct sp_addr *local,
 		st->route_src[plan->node_ips[i].family == AF_INET6] = plan->node_ips[i];
 	for (size_t i = 0; i < plan->n_svcports; i++)
 		st->has_ipv6 |= plan->svcports[i].family == AF_INET6;
-	add_static_rules(&c, AF_INET);
-	if (st->has_ipv6)
-		add_static_rules(&c, AF_INET6);
 	for (size_t i = 0; i < plan->n_svcports; i++)
 		lower_svcport(&c, &plan->svcports[i]);
-	add_hairpin_rules(&c);
-	add_masquerade_tail(&c, AF_INET);
+	add_constant_rules(&c, AF_INET);
 	if (st->has_ipv6)
-		add_masquerade_tail(&c, AF_INET6);
+		add_constant_rules(&c, AF_INET6);
 	free(c.nodeport_addrs);
 	sp_ipvs_state_sort(st);
 	return drop_conflicts(&c);

@@ -113,6 +113,17 @@ void sp_ipvs_print_rules(const struct sp_ipvs_state *st, struct sp_buf *out)
 		char ab[SP_ADDRSTRLEN];
 
 		route[v6] = true;
+		if (!r->port && r->pref == SP_IPVS_LOCAL_PREF) {
+			sp_buf_addf(out, "ip %srule add iif lo lookup %u pref %u\n",
+				    v6 ? "-6 " : "", SP_IPVS_TABLE, r->pref);
+			continue;
+		}
+		if (!r->port) {
+			sp_buf_addf(out, "ip %srule add fwmark 0x%x/0x%x lookup %u pref %u\n",
+				    v6 ? "-6 " : "", SP_IPVS_CAPTURE_MARK, SP_IPVS_CAPTURE_MARK,
+				    SP_IPVS_TABLE, r->pref);
+			continue;
+		}
 		sp_buf_addf(out, "ip %srule add to %s/%u ipproto %s dport %u lookup %u pref %u\n",
 			    v6 ? "-6 " : "", sp_addr_format(&r->addr, ab), v6 ? 128 : 32,
 			    sp_proto_name_lower(r->protocol), r->port, SP_IPVS_TABLE, r->pref);
@@ -136,6 +147,33 @@ void sp_ipvs_print_iptables(const struct sp_ipvs_state *st, int family, struct s
 
 	sp_ipt_print_table(&rs->tables[SP_IPT_NAT], out);
 	sp_ipt_print_table(&rs->tables[SP_IPT_FILTER], out);
+	sp_ipvs_print_mangle(st, family, out);
+}
+
+void sp_ipvs_print_mangle(const struct sp_ipvs_state *st, int family, struct sp_buf *out)
+{
+	const struct sp_ipt_table *t = family == AF_INET6 ? &st->mangle6 : &st->mangle;
+
+	if (sp_ipt_chain_find(t, "KUBE-IPVS-CAPTURE"))
+		sp_ipt_print_table(t, out);
+}
+
+void sp_ipvs_print_sets(const struct sp_ipvs_state *st, struct sp_buf *out)
+{
+	for (int v6 = 0; v6 < 1 + st->has_ipv6; v6++) {
+		int f = v6 ? AF_INET6 : AF_INET;
+
+		for (int id = 0; id < SP_IPVS_N_SETS; id++) {
+			const struct sp_ipvs_set *set = &st->sets[v6][id];
+			const char *name = sp_ipvs_set_name(id, f);
+
+			sp_buf_addf(out, "create %s %s family %s maxelem %u\n", name,
+				    sp_ipvs_set_type(id), v6 ? "inet6" : "inet",
+				    SP_IPVS_SET_MAXELEM);
+			for (size_t i = 0; i < set->n_entries; i++)
+				sp_buf_addf(out, "add %s %s\n", name, set->entries[i]);
+		}
+	}
 }
 
 void sp_ipvs_print(const struct sp_ipvs_state *st, struct sp_buf *out)
@@ -146,6 +184,8 @@ void sp_ipvs_print(const struct sp_ipvs_state *st, struct sp_buf *out)
 	sp_ipvs_print_link(st, out);
 	sp_buf_add(out, "# ip: capture rules\n");
 	sp_ipvs_print_rules(st, out);
+	sp_buf_add(out, "# ipset restore\n");
+	sp_ipvs_print_sets(st, out);
 	sp_buf_add(out, "# iptables-save\n");
 	sp_ipvs_print_iptables(st, AF_INET, out);
 	if (st->has_ipv6) {
@@ -220,7 +260,12 @@ void sp_ipvs_print_json(const struct sp_ipvs_state *st, struct sp_buf *out)
 			    ", \"protocol\": \"%s\", \"port\": %u, \"table\": %u, \"pref\": %u}",
 			    sp_proto_name(r->protocol), r->port, SP_IPVS_TABLE, r->pref);
 	}
-	sp_buf_add(out, "],\n  \"iptables\": ");
+	sp_buf_add(out, "],\n  \"ipsets\": ");
+	sp_buf_init(&rules);
+	sp_ipvs_print_sets(st, &rules);
+	json_str(out, rules.data);
+	sp_buf_free(&rules);
+	sp_buf_add(out, ",\n  \"iptables\": ");
 	sp_buf_init(&rules);
 	sp_ipvs_print_iptables(st, AF_INET, &rules);
 	json_str(out, rules.data);

@@ -13,6 +13,18 @@ void sp_ipvs_state_init(struct sp_ipvs_state *st)
 	memset(st, 0, sizeof(*st));
 	sp_ipt_ruleset_init(&st->ipt, AF_INET);
 	sp_ipt_ruleset_init(&st->ipt6, AF_INET6);
+	sp_ipt_table_init(&st->mangle, SP_IPT_MANGLE);
+	st->mangle.family = AF_INET;
+	sp_ipt_table_init(&st->mangle6, SP_IPT_MANGLE);
+	st->mangle6.family = AF_INET6;
+}
+
+static void set_free(struct sp_ipvs_set *set)
+{
+	for (size_t i = 0; i < set->n_entries; i++)
+		free(set->entries[i]);
+	free(set->entries);
+	memset(set, 0, sizeof(*set));
 }
 
 void sp_ipvs_state_free(struct sp_ipvs_state *st)
@@ -26,6 +38,11 @@ void sp_ipvs_state_free(struct sp_ipvs_state *st)
 	free(st->rules);
 	sp_ipt_ruleset_free(&st->ipt);
 	sp_ipt_ruleset_free(&st->ipt6);
+	sp_ipt_table_free(&st->mangle);
+	sp_ipt_table_free(&st->mangle6);
+	for (int f = 0; f < 2; f++)
+		for (int i = 0; i < SP_IPVS_N_SETS; i++)
+			set_free(&st->sets[f][i]);
 	memset(st, 0, sizeof(*st));
 }
 
@@ -136,6 +153,27 @@ static size_t uniq(void *base, size_t n, size_t size, int (*cmp)(const void *, c
 	return out;
 }
 
+static int str_qcmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void set_sort(struct sp_ipvs_set *set)
+{
+	size_t out = 0;
+
+	if (set->n_entries)
+		qsort(set->entries, set->n_entries, sizeof(*set->entries), str_qcmp);
+	for (size_t i = 0; i < set->n_entries; i++) {
+		if (out && !strcmp(set->entries[out - 1], set->entries[i])) {
+			free(set->entries[i]);
+			continue;
+		}
+		set->entries[out++] = set->entries[i];
+	}
+	set->n_entries = out;
+}
+
 void sp_ipvs_state_sort(struct sp_ipvs_state *st)
 {
 	if (st->n_services)
@@ -154,6 +192,64 @@ void sp_ipvs_state_sort(struct sp_ipvs_state *st)
 	if (st->n_rules)
 		qsort(st->rules, st->n_rules, sizeof(*st->rules), rule_qcmp);
 	st->n_rules = uniq(st->rules, st->n_rules, sizeof(*st->rules), rule_qcmp);
+	for (int f = 0; f < 2; f++)
+		for (int i = 0; i < SP_IPVS_N_SETS; i++)
+			set_sort(&st->sets[f][i]);
+}
+
+static const struct {
+	const char *name; /* without the "KUBE-" / "KUBE6-" prefix */
+	const char *type;
+} set_defs[SP_IPVS_N_SETS] = {
+	[SP_IPVS_SET_CLUSTER_IP] = {"CLUSTER-IP", "hash:ip,port"},
+	[SP_IPVS_SET_NODE_PORT] = {"NODE-PORT", "hash:ip,port"},
+	[SP_IPVS_SET_EXTERNAL_IP] = {"EXTERNAL-IP", "hash:ip,port"},
+	[SP_IPVS_SET_LOAD_BALANCER] = {"LOAD-BALANCER", "hash:ip,port"},
+	[SP_IPVS_SET_LB_FW] = {"LOAD-BALANCER-FW", "hash:ip,port"},
+	[SP_IPVS_SET_LB_SOURCE_CIDR] = {"LOAD-BALANCER-SOURCE-CIDR", "hash:ip,port,net"},
+	[SP_IPVS_SET_LOCAL_NO_ENDPOINT] = {"LOCAL-NO-ENDPOINT", "hash:ip,port"},
+	[SP_IPVS_SET_LOOP_BACK] = {"LOOP-BACK", "hash:ip,port,ip"},
+	[SP_IPVS_SET_CAPTURE] = {"IPVS-CAPTURE", "hash:ip,port"},
+};
+
+const char *sp_ipvs_set_name(enum sp_ipvs_set_id id, int family)
+{
+	static char names[2][SP_IPVS_N_SETS][32];
+	int v6 = family == AF_INET6;
+
+	if (!names[v6][id][0])
+		snprintf(names[v6][id], sizeof(names[v6][id]), "%s%s", v6 ? "KUBE6-" : "KUBE-",
+			 set_defs[id].name);
+	return names[v6][id];
+}
+
+const char *sp_ipvs_set_type(enum sp_ipvs_set_id id)
+{
+	return set_defs[id].type;
+}
+
+void sp_ipvs_set_add(struct sp_ipvs_state *st, int family, enum sp_ipvs_set_id id,
+		     const char *entry)
+{
+	struct sp_ipvs_set *set = &st->sets[family == AF_INET6][id];
+
+	*(char **)sp_array_push(&set->entries, &set->n_entries, &set->cap_entries, sizeof(char *)) =
+		sp_xstrdup(entry);
+}
+
+bool sp_ipvs_set_has(const struct sp_ipvs_set *set, const char *entry)
+{
+	return set->n_entries &&
+	       bsearch(&entry, set->entries, set->n_entries, sizeof(*set->entries), str_qcmp);
+}
+
+const char *sp_ipvs_entry_ipport(const struct sp_addr *a, uint8_t proto, uint16_t port, char *buf)
+{
+	char ab[SP_ADDRSTRLEN];
+
+	snprintf(buf, SP_IPVS_ENTRYLEN, "%s,%s:%u", sp_addr_format(a, ab),
+		 sp_proto_name_lower(proto), port);
+	return buf;
 }
 
 static int service_key_cmp(const void *key, const void *elem)

@@ -14,6 +14,7 @@
  * the grace period; virtual servers no longer planned go, then their
  * addresses and rules. */
 #include "svcproxy/backend.h"
+#include "svcproxy/ipset.h"
 #include "svcproxy/iptc.h"
 #include "svcproxy/ipvs.h"
 #include "svcproxy/ipvs_kernel.h"
@@ -40,6 +41,7 @@ struct sp_backend {
 	bool strict_arp;
 	struct sp_ipvs_nl *nl;
 	struct sp_ipvs_rtnl *rt;
+	struct sp_ipset *is;
 	struct drain *drains;
 	size_t n_drains, cap_drains;
 };
@@ -99,12 +101,69 @@ struct actual {
 	int ifindex;		    /* kube-ipvs0, 0 when absent */
 };
 
+static bool captured(const struct sp_ipvs_state *st, const struct sp_ipvs_service *svc)
+{
+	char e[SP_IPVS_ENTRYLEN];
+
+	return sp_ipvs_set_has(&st->sets[svc->addr.family == AF_INET6][SP_IPVS_SET_CAPTURE],
+			       sp_ipvs_entry_ipport(&svc->addr, svc->protocol, svc->port, e));
+}
+
 static bool owned_service(const struct actual *act, const struct sp_ipvs_service *svc,
 			  const struct sp_ipvs_state *desired)
 {
-	return sp_ipvs_has_link_addr(&act->owned, &svc->addr) ||
+	return sp_ipvs_has_link_addr(&act->owned, &svc->addr) || captured(&act->owned, svc) ||
 	       sp_ipvs_has_rule(&act->owned, &svc->addr, svc->protocol, svc->port) ||
 	       (desired && sp_ipvs_find_service(desired, svc));
+}
+
+static bool name_listed(char **names, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(names[i], name))
+			return true;
+	return false;
+}
+
+/* Our sets (by exact name, both families) with their members. A set of
+ * ours with another type or family is read as present with no members,
+ * and reported: sync cannot fix it in place (it is referenced by rules). */
+static int read_sets(struct sp_backend *be, struct sp_ipvs_state *out, struct sp_diag *diag)
+{
+	char **names = NULL;
+	size_t n = 0;
+	int ret = sp_ipset_names(be->is, &names, &n, diag);
+
+	for (int v6 = 0; v6 < 2 && ret == 0; v6++) {
+		int f = v6 ? AF_INET6 : AF_INET;
+
+		for (int id = 0; id < SP_IPVS_N_SETS && ret == 0; id++) {
+			struct sp_ipvs_set *set = &out->sets[v6][id];
+			const char *name = sp_ipvs_set_name(id, f);
+			char *type, *family;
+
+			if (!name_listed(names, n, name))
+				continue;
+			set->present = true;
+			ret = sp_ipset_members(be->is, name, &type, &family, &set->entries,
+					       &set->n_entries, diag);
+			if (ret == 0 && (strcmp(type, sp_ipvs_set_type(id)) ||
+					 strcmp(family, v6 ? "inet6" : "inet")))
+				sp_diag_error(
+					diag,
+					"ipset: set %s is %s family %s, not %s family %s; "
+					"destroy it (ipset destroy %s) to let svcproxy recreate "
+					"it",
+					name, type, family, sp_ipvs_set_type(id),
+					v6 ? "inet6" : "inet", name);
+			free(type);
+			free(family);
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return ret;
 }
 
 static int read_actual(struct sp_backend *be, struct actual *act,
@@ -118,6 +177,8 @@ static int read_actual(struct sp_backend *be, struct actual *act,
 	if (act->ifindex > 0 && sp_ipvs_link_addrs(be->rt, act->ifindex, &act->owned, diag) < 0)
 		return -1;
 	if (sp_ipvs_rules_dump(be->rt, &act->owned, diag) < 0)
+		return -1;
+	if (read_sets(be, &act->owned, diag) < 0)
 		return -1;
 	ret = sp_ipvs_nl_dump(be->nl, &act->all);
 	if (ret < 0) {
@@ -522,11 +583,129 @@ static int lower_here(struct sp_backend *be, const struct sp_plan *plan, struct 
 	return ret;
 }
 
+/* ---- ipsets ----------------------------------------------------------- */
+
+/* IPv4 sets always, IPv6 ones when the plan has IPv6 Service ports (as for
+ * ip6tables). */
+static bool family_wanted(const struct sp_ipvs_state *want, int v6)
+{
+	return !v6 || want->has_ipv6;
+}
+
+struct set_job {
+	struct sp_backend *be;
+	struct sp_buf *diff; /* dry run: the ipset commands, nothing sent */
+	size_t sent;	     /* commands sent (or printed) */
+	int ret;
+	struct sp_diag *diag;
+};
+
+static void set_cmd(struct set_job *j, const char *verb, const char *name, const char *arg)
+{
+	int r;
+
+	j->sent++;
+	if (j->diff) {
+		sp_buf_addf(j->diff, "ipset %s %s%s%s\n", verb, name, arg ? " " : "",
+			    arg ? arg : "");
+		return;
+	}
+	if (!strcmp(verb, "add"))
+		r = sp_ipset_add(j->be->is, name, arg, j->diag);
+	else if (!strcmp(verb, "del"))
+		r = sp_ipset_del(j->be->is, name, arg, j->diag);
+	else
+		r = sp_ipset_destroy(j->be->is, name, j->diag);
+	if (r < 0)
+		j->ret = -1;
+}
+
+/* Before the helper rules need them: every wanted set exists and holds its
+ * new members (capture members only now, after their virtual servers). */
+static void add_set_members(struct set_job *j, const struct sp_ipvs_state *want,
+			    const struct sp_ipvs_state *have)
+{
+	for (int v6 = 0; v6 < 2; v6++) {
+		int f = v6 ? AF_INET6 : AF_INET;
+
+		if (!family_wanted(want, v6))
+			continue;
+		for (int id = 0; id < SP_IPVS_N_SETS; id++) {
+			const struct sp_ipvs_set *w = &want->sets[v6][id], *h = &have->sets[v6][id];
+			const char *name = sp_ipvs_set_name(id, f);
+
+			if (!h->present) {
+				j->sent++;
+				if (j->diff)
+					sp_buf_addf(j->diff,
+						    "ipset create %s %s family %s maxelem %u\n",
+						    name, sp_ipvs_set_type(id),
+						    v6 ? "inet6" : "inet", SP_IPVS_SET_MAXELEM);
+				else if (sp_ipset_create(j->be->is, name, sp_ipvs_set_type(id),
+							 v6 ? "inet6" : "inet", SP_IPVS_SET_MAXELEM,
+							 j->diag) < 0)
+					j->ret = -1;
+			}
+			for (size_t i = 0; i < w->n_entries; i++)
+				if (!sp_ipvs_set_has(h, w->entries[i]))
+					set_cmd(j, "add", name, w->entries[i]);
+		}
+	}
+}
+
+/* After the helper rules stopped using them: leaving members go, and the
+ * sets of a family no longer programmed are destroyed. */
+static void del_set_members(struct set_job *j, const struct sp_ipvs_state *want,
+			    const struct sp_ipvs_state *have)
+{
+	for (int v6 = 0; v6 < 2; v6++) {
+		int f = v6 ? AF_INET6 : AF_INET;
+
+		for (int id = 0; id < SP_IPVS_N_SETS; id++) {
+			const struct sp_ipvs_set *h = &have->sets[v6][id];
+			const char *name = sp_ipvs_set_name(id, f);
+
+			if (!h->present)
+				continue;
+			if (!family_wanted(want, v6)) {
+				set_cmd(j, "destroy", name, NULL);
+				continue;
+			}
+			for (size_t i = 0; i < h->n_entries; i++)
+				if (!sp_ipvs_set_has(&want->sets[v6][id], h->entries[i]))
+					set_cmd(j, "del", name, h->entries[i]);
+		}
+	}
+}
+
+/* cleanup: every set of ours, once the helper rules are gone. */
+static int destroy_sets(struct sp_backend *be, const struct sp_ipvs_state *have,
+			struct sp_diag *diag)
+{
+	struct set_job j = {.be = be, .diag = diag};
+
+	for (int v6 = 0; v6 < 2; v6++)
+		for (int id = 0; id < SP_IPVS_N_SETS; id++)
+			if (have->sets[v6][id].present)
+				set_cmd(&j, "destroy",
+					sp_ipvs_set_name(id, v6 ? AF_INET6 : AF_INET), NULL);
+	return j.ret;
+}
+
 /* ---- helper rules ----------------------------------------------------- */
 
 static const struct sp_iptc_owner helper_owner = {.names = sp_ipvs_owned_chains};
-/* filter first: an access rule is in place before nat lets traffic in. */
-static const enum sp_ipt_table_id helper_tables[] = {SP_IPT_FILTER, SP_IPT_NAT};
+/* filter first: an access rule is in place before nat lets traffic in; the
+ * capture marks last, once the rules for captured traffic are there. */
+static const enum sp_ipt_table_id helper_tables[] = {SP_IPT_FILTER, SP_IPT_NAT, SP_IPT_MANGLE};
+
+static const struct sp_ipt_table *wanted_table(const struct sp_ipvs_state *want, bool v6,
+					       enum sp_ipt_table_id id)
+{
+	if (id == SP_IPT_MANGLE)
+		return v6 ? &want->mangle6 : &want->mangle;
+	return v6 ? &want->ipt6.tables[id] : &want->ipt.tables[id];
+}
 
 /* Whether the kernel has this ip6tables table (a node without IPv6
  * netfilter has nothing of ours there either). */
@@ -571,8 +750,6 @@ static int sync_helper_rules(const struct sp_ipvs_state *want, struct sp_buf *di
 	int ret = 0;
 
 	for (int v6 = 0; v6 < 2; v6++) {
-		const struct sp_ipt_ruleset *rs = v6 ? &want->ipt6 : &want->ipt;
-
 		if (v6 && !want->has_ipv6) {
 			if (!diff && cleanup_helper_family(AF_INET6, diag) < 0)
 				ret = -1;
@@ -580,8 +757,8 @@ static int sync_helper_rules(const struct sp_ipvs_state *want, struct sp_buf *di
 		}
 		for (size_t i = 0; i < SP_ARRAY_SIZE(helper_tables); i++) {
 			struct sp_iptc_stats st = {0};
-			int r = sp_iptc_sync_table(&rs->tables[helper_tables[i]], &helper_owner,
-						   diff, &st, diag);
+			int r = sp_iptc_sync_table(wanted_table(want, v6, helper_tables[i]),
+						   &helper_owner, diff, &st, diag);
 
 			if (r < 0)
 				ret = -1;
@@ -594,25 +771,29 @@ static int sync_helper_rules(const struct sp_ipvs_state *want, struct sp_buf *di
 	return ret;
 }
 
+/* The plan printer's order: nat, filter, then mangle when it has ours. */
 static int print_helper_state(int family, struct sp_buf *out, struct sp_diag *diag)
 {
+	static const enum sp_ipt_table_id order[] = {SP_IPT_NAT, SP_IPT_FILTER, SP_IPT_MANGLE};
 	struct sp_buf text;
 	bool any = family == AF_INET;
 
 	sp_buf_init(&text);
-	for (size_t i = SP_ARRAY_SIZE(helper_tables); i-- > 0;) {
+	for (size_t i = 0; i < SP_ARRAY_SIZE(order); i++) {
 		struct sp_ipt_table t;
+		bool ours = false;
 
-		if (family == AF_INET6 && !ip6_table_present(helper_tables[i]))
+		if (family == AF_INET6 && !ip6_table_present(order[i]))
 			continue;
-		if (sp_iptc_read_table_family(family, helper_tables[i], &helper_owner, &t, diag) <
-		    0) {
+		if (sp_iptc_read_table_family(family, order[i], &helper_owner, &t, diag) < 0) {
 			sp_buf_free(&text);
 			return -1;
 		}
 		for (size_t c = 0; c < t.n_chains; c++)
-			any |= !t.chains[c].builtin || t.chains[c].n_rules > 0;
-		sp_ipt_print_table(&t, &text);
+			ours |= !t.chains[c].builtin || t.chains[c].n_rules > 0;
+		any |= ours;
+		if (order[i] != SP_IPT_MANGLE || ours)
+			sp_ipt_print_table(&t, &text);
 		sp_ipt_table_free(&t);
 	}
 	if (any && text.data) {
@@ -633,6 +814,7 @@ static struct sp_backend *ipvs_open(const struct sp_config *cfg, struct sp_diag 
 	be->strict_arp = cfg->ipvs_strict_arp;
 	be->nl = sp_ipvs_nl_open(diag);
 	be->rt = be->nl ? sp_ipvs_rtnl_open(diag) : NULL;
+	be->is = sp_ipset_open();
 	if (!be->nl || !be->rt) {
 		sp_ipvs_nl_close(be->nl);
 		sp_ipvs_rtnl_close(be->rt);
@@ -648,6 +830,7 @@ static void ipvs_close(struct sp_backend *be)
 		return;
 	sp_ipvs_nl_close(be->nl);
 	sp_ipvs_rtnl_close(be->rt);
+	sp_ipset_close(be->is);
 	free(be->drains);
 	free(be);
 }
@@ -696,6 +879,7 @@ static int ipvs_sync(struct sp_backend *be, const struct sp_plan *plan, bool ful
 	struct actual act;
 	unsigned long sent = sp_ipvs_nl_messages(be->nl);
 	size_t helper_changed = 0, route_msgs = 0;
+	struct set_job sets = {.be = be, .diag = diag};
 	int ret;
 
 	(void)full; /* IPVS has no change notifications: always read back */
@@ -719,13 +903,17 @@ static int ipvs_sync(struct sp_backend *be, const struct sp_plan *plan, bool ful
 	compute_changes(be, &want, &act, &cl);
 	if (apply_changes(be, &want, &cl, &route_msgs, diag) != 0)
 		ret = 1;
+	add_set_members(&sets, &want, &act.owned);
 	if (sync_helper_rules(&want, NULL, &helper_changed, diag) < 0)
+		ret = 1;
+	del_set_members(&sets, &want, &act.owned);
+	if (sets.ret < 0)
 		ret = 1;
 	if (stats) {
 		stats->full = true;
 		stats->messages_sent =
-			sp_ipvs_nl_messages(be->nl) - sent + rtnl_ops(&cl) + route_msgs;
-		stats->objects_changed = cl.n + helper_changed + route_msgs;
+			sp_ipvs_nl_messages(be->nl) - sent + rtnl_ops(&cl) + route_msgs + sets.sent;
+		stats->objects_changed = cl.n + helper_changed + route_msgs + sets.sent;
 		stats->objects_unchanged =
 			want.n_services + want.n_link_addrs + want.n_rules > cl.n
 				? want.n_services + want.n_link_addrs + want.n_rules - cl.n
@@ -824,6 +1012,7 @@ static int ipvs_diff(struct sp_backend *be, const struct sp_plan *plan, struct s
 	struct actual act;
 	struct drain *saved;
 	size_t n_saved = be->n_drains;
+	struct set_job sets = {.be = be, .diag = diag};
 	int helper;
 
 	sp_ipvs_state_init(&want);
@@ -845,13 +1034,16 @@ static int ipvs_diff(struct sp_backend *be, const struct sp_plan *plan, struct s
 		for (size_t i = 0; i < cl.n; i++)
 			if (op_order(cl.ops[i].kind) == pass)
 				print_op(&cl.ops[i], out);
+	sets.diff = out;
+	add_set_members(&sets, &want, &act.owned);
 	helper = sync_helper_rules(&want, out, NULL, diag);
+	del_set_members(&sets, &want, &act.owned);
 	free(cl.ops);
 	actual_free(&act);
 	sp_ipvs_state_free(&want);
 	if (helper < 0)
 		return -1;
-	return cl.n || helper > 0 ? 1 : 0;
+	return cl.n || sets.sent || helper > 0 ? 1 : 0;
 }
 
 static int ipvs_cleanup(struct sp_backend *be, struct sp_diag *diag)
@@ -884,9 +1076,29 @@ static int ipvs_cleanup(struct sp_backend *be, struct sp_diag *diag)
 		ret = -1;
 	if (cleanup_helper_family(AF_INET, diag) < 0 || cleanup_helper_family(AF_INET6, diag) < 0)
 		ret = -1;
+	if (destroy_sets(be, &act.owned, diag) < 0)
+		ret = -1;
 	be->n_drains = 0;
 	actual_free(&act);
 	return ret;
+}
+
+/* The sets of ours that exist, in the plan printer's spelling. */
+static void print_sets_state(const struct sp_ipvs_state *have, struct sp_buf *out)
+{
+	for (int v6 = 0; v6 < 2; v6++)
+		for (int id = 0; id < SP_IPVS_N_SETS; id++) {
+			const struct sp_ipvs_set *set = &have->sets[v6][id];
+			const char *name = sp_ipvs_set_name(id, v6 ? AF_INET6 : AF_INET);
+
+			if (!set->present)
+				continue;
+			sp_buf_addf(out, "create %s %s family %s maxelem %u\n", name,
+				    sp_ipvs_set_type(id), v6 ? "inet6" : "inet",
+				    SP_IPVS_SET_MAXELEM);
+			for (size_t i = 0; i < set->n_entries; i++)
+				sp_buf_addf(out, "add %s %s\n", name, set->entries[i]);
+		}
 }
 
 static int ipvs_print_state(struct sp_backend *be, struct sp_buf *out, struct sp_diag *diag)
@@ -904,6 +1116,8 @@ static int ipvs_print_state(struct sp_backend *be, struct sp_buf *out, struct sp
 	sp_ipvs_print_link(&act.owned, out);
 	sp_buf_add(out, "# ip: capture rules\n");
 	sp_ipvs_print_rules(&act.owned, out);
+	sp_buf_add(out, "# ipset restore\n");
+	print_sets_state(&act.owned, out);
 	actual_free(&act);
 	if (print_helper_state(AF_INET, out, diag) < 0 ||
 	    print_helper_state(AF_INET6, out, diag) < 0)

@@ -66,10 +66,19 @@ while read -r cmd; do
 done <"$work/ip"
 echo "ok: ip accepts the kube-ipvs0 addresses and the capture rules"
 
+section "$plan" "ipset restore" >"$work/ipset"
+nsx ipset restore <"$work/ipset" || fail "ipset restore refused the plan"
+# ipset save adds hashsize, bucketsize and initval to each create line.
+nsx ipset save | sed -E 's/ hashsize [0-9]+//; s/ bucketsize [0-9]+//; s/ initval 0x[0-9a-f]+//' |
+	sort >"$work/ipset-back"
+sort "$work/ipset" | diff -u - "$work/ipset-back" >&2 || fail "ipset save differs from the plan"
+echo "ok: ipset restore accepts the sets; ipset save reads them back unchanged"
+
 section "$plan" "iptables-save" >"$work/ipt"
 nsx iptables-legacy-restore --test <"$work/ipt" || fail "iptables-legacy-restore --test refused the plan"
 nsx iptables-legacy-restore <"$work/ipt" || fail "iptables-legacy-restore refused the plan"
-{ nsx iptables-legacy-save -t nat; nsx iptables-legacy-save -t filter; } |
+{ nsx iptables-legacy-save -t nat; nsx iptables-legacy-save -t filter
+	nsx iptables-legacy-save -t mangle; } |
 	grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]/[0:0]/' >"$work/ipt-back"
 diff -u "$work/ipt" "$work/ipt-back" >&2 || fail "iptables-legacy-save differs from the plan"
 echo "ok: iptables-legacy-restore accepts the helper rules; iptables-legacy-save reads them back unchanged"
@@ -77,7 +86,8 @@ echo "ok: iptables-legacy-restore accepts the helper rules; iptables-legacy-save
 section "$plan" "ip6tables-save" >"$work/ip6t"
 [ -s "$work/ip6t" ] || fail "no IPv6 helper rules in the plan"
 nsx ip6tables-legacy-restore <"$work/ip6t" || fail "ip6tables-legacy-restore refused the plan"
-{ nsx ip6tables-legacy-save -t nat; nsx ip6tables-legacy-save -t filter; } |
+{ nsx ip6tables-legacy-save -t nat; nsx ip6tables-legacy-save -t filter
+	nsx ip6tables-legacy-save -t mangle; } |
 	grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]/[0:0]/' >"$work/ip6t-back"
 diff -u "$work/ip6t" "$work/ip6t-back" >&2 || fail "ip6tables-legacy-save differs from the plan"
 echo "ok: ip6tables-legacy-restore accepts the IPv6 helper rules and reads them back unchanged"
@@ -95,7 +105,8 @@ opts="--node node-a --cluster-cidr 10.244.0.0/16 --cluster-cidr fd00:244::/56"
 nsx "$drive" $opts sync "$top_srcdir/tests/golden/ipvs-cluster.json" 2>"$work/sync.err" ||
 	{ cat "$work/sync.err" >&2; fail "sync of the golden cluster"; }
 nsx "$drive" $opts state "$top_srcdir/tests/golden/ipvs-cluster.json" >"$work/state" 2>/dev/null
-for part in "ipvsadm-save -n" "ip: kube-ipvs0 addresses" "iptables-save" "ip6tables-save"; do
+for part in "ipvsadm-save -n" "ip: kube-ipvs0 addresses" "ipset restore" "iptables-save" \
+	"ip6tables-save"; do
 	section "$plan" "$part" | sort >"$work/want"
 	section "$work/state" "$part" | sort >"$work/have"
 	diff -u "$work/want" "$work/have" >&2 || fail "programmed state differs from the plan: $part"
@@ -104,3 +115,9 @@ section "$plan" "ip: capture rules" | grep ' rule ' >"$work/want"
 section "$work/state" "ip: capture rules" | grep ' rule ' >"$work/have"
 diff -u "$work/want" "$work/have" >&2 || fail "programmed capture rules differ from the plan"
 echo "ok: sync programs exactly the golden plan (IPv4, IPv6, SCTP), read back by the agent"
+# The capture policy rules are constant: one fwmark rule per family.
+[ "$(nsx ip rule | grep -c '^2153:')" = 1 ] || fail "IPv4: not exactly one capture rule"
+nsx ip rule | grep -q 'fwmark 0x2000/0x2000 lookup 2153' || fail "IPv4: no fwmark capture rule"
+nsx ip -6 rule | grep -q '^2153:.*fwmark 0x2000/0x2000 lookup 2153' || fail "IPv6: no fwmark rule"
+[ "$(nsx ip -6 rule | grep -c '^2153:')" = 1 ] || fail "IPv6: not exactly one capture rule"
+echo "ok: one fwmark policy rule per family captures every captured port"

@@ -200,11 +200,19 @@ helper_rules() { sed -n '/^# iptables-save$/,$p'; }
 agent plan "$work/base.json" 2>/dev/null | helper_rules >"$work/want-ipt"
 agent state "$work/base.json" 2>/dev/null | helper_rules >"$work/have-ipt"
 diff -u "$work/want-ipt" "$work/have-ipt" >&2 || sp_fail "helper rules read back differ from the plan"
-grep -q -- '-A KUBE-POSTROUTING -s 10.244.0.11/32 -d 10.244.0.11/32 -p tcp -m tcp --dport 8080 -j MASQUERADE' \
+ipset_part() { sed -n '/^# ipset restore$/,/^# /p' | grep -v '^#' | sort; }
+agent plan "$work/base.json" 2>/dev/null | ipset_part >"$work/want-sets"
+agent state "$work/base.json" 2>/dev/null | ipset_part >"$work/have-sets"
+diff -u "$work/want-sets" "$work/have-sets" >&2 || sp_fail "ipsets read back differ from the plan"
+nsx $N ipset test KUBE-LOOP-BACK 10.244.0.11,tcp:8080,10.244.0.11 2>/dev/null ||
+	sp_fail "hairpin member missing"
+grep -q -- '-A KUBE-POSTROUTING -m set --match-set KUBE-LOOP-BACK dst,dst,src -j MASQUERADE' \
 	"$work/have-ipt" || sp_fail "hairpin rule missing"
-sp_ok "helper iptables rules read back equal the plan"
+[ "$(nsx $N iptables-legacy-save -t nat | grep -c '^-A KUBE-SERVICES')" -le 4 ] ||
+	sp_fail "KUBE-SERVICES is not constant"
+sp_ok "helper iptables rules (constant, set matches) and ipsets read back equal the plan"
 nsx $N ipvsadm-save -n | grep -q '192.168.0.10:80 ' && sp_fail "node IP externalIP reached IPVS"
-nsx $N ip rule | grep -q 'to 192.168.0.10 ipproto tcp dport 80 ' && sp_fail "node IP captured"
+nsx $N ipset test KUBE-IPVS-CAPTURE 192.168.0.10,tcp:80 2>/dev/null && sp_fail "node IP captured"
 sp_ok "a node IP given as externalIP is refused and nothing of it reaches the kernel"
 [ "$(nsx $N ip -o link show kube-ipvs0 | grep -c 'NOARP')" = 1 ] || sp_fail "kube-ipvs0 not NOARP"
 nsx $N ip -o link show kube-ipvs0 | grep -q '[<,]UP[,>]' && sp_fail "kube-ipvs0 is up"
@@ -317,8 +325,8 @@ grep -q '^two$' "$work/long" || sp_fail "graceful: the open connection broke whe
 sp_ok "graceful removal: weight 0, open connection kept alive, new ones go elsewhere"
 kernel_addrs | grep -q '^10.96.0.10/' && sp_fail "kube-ipvs0 kept the deleted Service's address"
 kernel_addrs | grep -q '^10.96.0.22/' || sp_fail "kube-ipvs0 lacks the new Service's address"
-nsx $N ip rule | grep -q 'to 203.0.113.22 ipproto tcp dport 80 lookup 2153' ||
-	sp_fail "capture rule of the new externalIP missing"
+nsx $N ipset test KUBE-IPVS-CAPTURE 203.0.113.22,tcp:80 2>/dev/null ||
+	sp_fail "capture member of the new externalIP missing"
 [ "$(fetch $C 203.0.113.22 80)" = r2 ] || sp_fail "new externalIP not served"
 sp_ok "changes: deleted Service's address removed, new one bound and captured"
 # The connection is closed: the next sync deletes the drained server.
@@ -336,11 +344,16 @@ nsx $N ipvsadm -a -t 10.96.0.18:80 -r 10.244.1.99:8080 -m
 nsx $N ipvsadm -A -t 10.96.0.99:80 -s rr # on kube-ipvs0: ours, stale
 nsx $N ip addr add 10.96.0.99/32 dev kube-ipvs0
 nsx $N ip addr del 10.96.0.12/32 dev kube-ipvs0
-nsx $N ip rule del to 198.51.100.1 ipproto tcp dport 80 lookup 2153 pref 2153
+nsx $N ipset del KUBE-IPVS-CAPTURE 198.51.100.1,tcp:80
+nsx $N ip rule del fwmark 0x2000/0x2000 lookup 2153 pref 2153
+nsx $N iptables-legacy -t mangle -F KUBE-IPVS-CAPTURE
 agent diff "$work/changed.json" >"$work/drift" 2>/dev/null
 [ $? = 1 ] || sp_fail "diff did not see the drift"
 grep -q -- '-a -t 10.96.0.11:80 -r 10.244.1.21:8080' "$work/drift" || sp_fail "diff: missing real server"
 grep -q -- '-D -t 10.96.0.99:80' "$work/drift" || sp_fail "diff: stale virtual server"
+grep -q -- 'ipset add KUBE-IPVS-CAPTURE 198.51.100.1,tcp:80' "$work/drift" ||
+	sp_fail "diff: missing capture member"
+grep -q -- 'rule add fwmark 0x2000/0x2000' "$work/drift" || sp_fail "diff: missing fwmark rule"
 agent sync "$work/changed.json" 2>/dev/null
 # The stray real server drains like any leaving one; idle, it goes next sync.
 nsx $N ipvsadm-save -n | grep -q -- '-r 10.244.1.99:8080 -m -w 0' || sp_fail "stray real server not drained"
@@ -402,7 +415,11 @@ sp_ok "strict ARP sets arp_ignore=1 and arp_announce=2"
 # ---- whole-address capture (kube-proxy's way) --------------------------
 nsx $N "$drive" $OPTS --whole-address sync "$work/changed.json" 2>/dev/null
 kernel_addrs | grep -q '^198.51.100.1/32' || sp_fail "whole-address: LB IP not on kube-ipvs0"
-nsx $N ip rule | grep -q 'to 198.51.100.1 ipproto' && sp_fail "whole-address: capture rule left"
+nsx $N ipset test KUBE-IPVS-CAPTURE 198.51.100.1,tcp:80 2>/dev/null &&
+	sp_fail "whole-address: capture member left"
+nsx $N ip rule | grep -q 'fwmark 0x2000/0x2000' && sp_fail "whole-address: fwmark rule left"
+nsx $N iptables-legacy-save -t mangle | grep -q KUBE-IPVS-CAPTURE &&
+	sp_fail "whole-address: mangle capture rules left"
 [ -n "$(fetch $C 198.51.100.1 80)" ] || sp_fail "whole-address: LB IP not served"
 [ "$(fetch $P1 198.51.100.1 8443)" = "" ] || sp_fail "whole-address: other port should be captured"
 sp_ok "whole-address capture binds the LB IP (and, as documented, swallows its other ports)"
@@ -455,5 +472,6 @@ nsx $N ip -6 rule | grep -q 'lookup 2153' && sp_fail "cleanup left IPv6 capture 
 nsx $N ip6tables-legacy-save | grep -q 'KUBE-' && sp_fail "cleanup left ip6tables helper rules"
 nsx $N iptables-legacy-save | grep -q 'KUBE-' && sp_fail "cleanup left iptables helper rules"
 [ -z "$(nsx $N ip route show table 2153 2>/dev/null)" ] || sp_fail "cleanup left table 2153"
+[ -z "$(nsx $N ipset list -n | grep '^KUBE')" ] || sp_fail "cleanup left ipsets"
 sp_ok "cleanup removes its virtual servers, kube-ipvs0, capture and helper rules, keeps foreign ones"
 echo "ipvs-lab: all passed"

@@ -1,6 +1,7 @@
 /* IPVS mode without a kernel: lowering of hand-built plans, the printers, and
  * the generic netlink codec (build a message, parse it back). */
 #include <check.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <linux/ip_vs.h>
 #include <netlink/genl/genl.h>
@@ -128,10 +129,16 @@ START_TEST(cluster_ip_round_robin)
 	ck_assert(has_line(text, "ip addr add 10.96.0.10/32 dev kube-ipvs0"));
 	/* Off-cluster sources of a ClusterIP are masqueraded; hairpin of the
 	 * local endpoint too. */
-	ck_assert(has_line(text, "-A KUBE-SERVICES ! -s 10.244.0.0/16 -d 10.96.0.10/32 -p tcp -m "
-				 "tcp --dport 80 -j KUBE-MARK-MASQ"));
-	ck_assert(has_line(text, "-A KUBE-POSTROUTING -s 10.244.0.7/32 -d 10.244.0.7/32 -p tcp -m "
-				 "tcp --dport 8080 -j MASQUERADE"));
+	ck_assert(has_line(text, "-A KUBE-SERVICES ! -s 10.244.0.0/16 -m set --match-set "
+				 "KUBE-CLUSTER-IP dst,dst -j KUBE-MARK-MASQ"));
+	ck_assert(has_line(text, "add KUBE-CLUSTER-IP 10.96.0.10,tcp:80"));
+	ck_assert(has_line(text,
+			   "-A KUBE-POSTROUTING -m set --match-set KUBE-LOOP-BACK dst,dst,src "
+			   "-j MASQUERADE"));
+	ck_assert(has_line(text, "add KUBE-LOOP-BACK 10.244.0.7,tcp:8080,10.244.0.7"));
+	ck_assert(!strstr(text, "10.244.1.5,tcp:8080,"));
+	/* No capture member, so no fwmark rule and no capture route. */
+	ck_assert(!strstr(text, "fwmark"));
 	ck_assert_uint_eq(st.n_rules, 0);
 	ck_assert_uint_eq(diag.n_errors, 0);
 	free(text);
@@ -193,15 +200,30 @@ START_TEST(per_port_capture_cluster_policy)
 	ck_assert(has_line(text, "-A -t 203.0.113.7:80 -s rr"));
 	/* Only the ClusterIP is bound; the rest is captured per port. */
 	ck_assert_uint_eq(st.n_link_addrs, 1);
-	ck_assert(has_line(text, "ip rule add to 198.51.100.1/32 ipproto tcp dport 80 lookup 2153 "
-				 "pref 2153"));
-	ck_assert(has_line(text, "ip rule add to 203.0.113.7/32 ipproto tcp dport 80 lookup 2153 "
-				 "pref 2153"));
+	ck_assert(has_line(text, "add KUBE-IPVS-CAPTURE 198.51.100.1,tcp:80"));
+	ck_assert(has_line(text, "add KUBE-IPVS-CAPTURE 203.0.113.7,tcp:80"));
+	ck_assert(!strstr(text, "add KUBE-IPVS-CAPTURE 192.168.0.10"));
+	/* One policy rule for every captured port, and the marking rule. */
+	ck_assert(has_line(text, "ip rule add fwmark 0x2000/0x2000 lookup 2153 pref 2153"));
+	ck_assert(!strstr(text, "ipproto tcp dport 80 lookup"));
+	ck_assert(has_line(text,
+			   "-A KUBE-IPVS-CAPTURE -m set --match-set KUBE-IPVS-CAPTURE dst,dst "
+			   "-j MARK --set-xmark 0x2000/0x2000"));
+	ck_assert(has_line(text, "-A PREROUTING -m comment --comment \"svcproxy ipvs per-port "
+				 "capture\" -j KUBE-IPVS-CAPTURE"));
+	ck_assert(has_line(text, "-A OUTPUT -m comment --comment \"svcproxy ipvs per-port "
+				 "capture\" -j KUBE-IPVS-CAPTURE"));
+	ck_assert(has_line(text, "ip rule add iif lo lookup 2153 pref 32800"));
+	ck_assert_uint_eq(st.n_rules, 3); /* fwmark, node-local fallback, node-port marker */
 	ck_assert(has_line(text, "ip rule add to 192.168.0.10/32 ipproto tcp dport 30080 lookup "
 				 "2153 pref 42153"));
 	ck_assert(has_line(text, "ip route add local default dev lo table 2153 src 192.168.0.10"));
-	ck_assert(has_line(text, "-A KUBE-SERVICES -d 198.51.100.1/32 -p tcp -m tcp --dport 80 -j "
-				 "KUBE-MARK-MASQ"));
+	ck_assert(has_line(text,
+			   "-A KUBE-SERVICES -m set --match-set KUBE-LOAD-BALANCER dst,dst -j "
+			   "KUBE-MARK-MASQ"));
+	ck_assert(has_line(text, "add KUBE-LOAD-BALANCER 198.51.100.1,tcp:80"));
+	ck_assert(has_line(text, "add KUBE-EXTERNAL-IP 203.0.113.7,tcp:80"));
+	ck_assert(has_line(text, "add KUBE-NODE-PORT 192.168.0.10,tcp:30080"));
 	free(text);
 	sp_ipvs_state_free(&st);
 	sp_diag_free(&diag);
@@ -224,6 +246,9 @@ START_TEST(whole_address_capture)
 	/* The node port keeps its marker rule: that is how it is known to be ours. */
 	ck_assert_uint_eq(st.n_rules, 1);
 	ck_assert_uint_eq(st.rules[0].pref, SP_IPVS_MARKER_PREF);
+	/* Nothing is marked: no capture members, no mangle rules. */
+	ck_assert_uint_eq(st.sets[0][SP_IPVS_SET_CAPTURE].n_entries, 0);
+	ck_assert(!strstr(text, "*mangle"));
 	free(text);
 	sp_ipvs_state_free(&st);
 	sp_diag_free(&diag);
@@ -254,19 +279,21 @@ START_TEST(local_policy_falls_back_and_drops_off_cluster)
 	lb = sp_ipvs_find_service(&st, &key);
 	ck_assert_ptr_nonnull(lb);
 	ck_assert_uint_eq(lb->n_dests, 1); /* the cluster-wide fallback */
-	ck_assert(has_line(text, "-A KUBE-IPVS-FIREWALL -s 10.244.0.0/16 -d 198.51.100.1/32 -p tcp "
-				 "-m tcp --dport 80 -j RETURN"));
-	ck_assert(has_line(text,
-			   "-A KUBE-IPVS-FIREWALL -d 198.51.100.1/32 -p tcp -m tcp --dport 80 "
-			   "-m addrtype --src-type LOCAL -j RETURN"));
-	ck_assert(has_line(text,
-			   "-A KUBE-IPVS-FIREWALL -d 198.51.100.1/32 -p tcp -m tcp --dport 80 "
-			   "-j DROP"));
+	ck_assert(has_line(text, "-A KUBE-IPVS-FIREWALL -s 10.244.0.0/16 -m set --match-set "
+				 "KUBE-LOCAL-NO-ENDPOINT dst,dst -j RETURN"));
+	ck_assert(has_line(text, "-A KUBE-IPVS-FIREWALL -m addrtype --src-type LOCAL -m set "
+				 "--match-set KUBE-LOCAL-NO-ENDPOINT dst,dst -j RETURN"));
+	ck_assert(has_line(text, "-A KUBE-IPVS-FIREWALL -m set --match-set KUBE-LOCAL-NO-ENDPOINT "
+				 "dst,dst -j DROP"));
+	ck_assert(has_line(text, "add KUBE-LOCAL-NO-ENDPOINT 198.51.100.1,tcp:80"));
+	ck_assert(has_line(text, "add KUBE-LOCAL-NO-ENDPOINT 192.168.0.10,tcp:30080"));
+	/* The fallback masquerades (its endpoints are remote). */
+	ck_assert(has_line(text, "add KUBE-LOAD-BALANCER 198.51.100.1,tcp:80"));
+	ck_assert(!has_line(text, "add KUBE-LOCAL-NO-ENDPOINT 192.168.0.10,tcp:30081"));
 	ck_assert(has_line(text, "-a -t 192.168.0.10:30081 -r 10.244.0.6:8080 -m -w 1"));
 	ck_assert(!has_line(text, "-a -t 192.168.0.10:30081 -r 10.244.1.6:8080 -m -w 1"));
 	/* Local with a local endpoint: client source kept, no masquerade. */
-	ck_assert(
-		!strstr(text, "-d 192.168.0.10/32 -p tcp -m tcp --dport 30081 -j KUBE-MARK-MASQ"));
+	ck_assert(!has_line(text, "add KUBE-NODE-PORT 192.168.0.10,tcp:30081"));
 	free(text);
 	sp_ipvs_state_free(&st);
 	sp_diag_free(&diag);
@@ -356,6 +383,120 @@ START_TEST(print_is_deterministic)
 }
 END_TEST
 
+static size_t helper_rule_count(const struct sp_ipvs_state *st)
+{
+	size_t n = 0;
+
+	for (int t = 0; t < SP_IPT_N_TABLES; t++)
+		for (size_t c = 0; c < st->ipt.tables[t].n_chains; c++)
+			n += st->ipt.tables[t].chains[c].n_rules;
+	for (size_t c = 0; c < st->mangle.n_chains; c++)
+		n += st->mangle.chains[c].n_rules;
+	/* Node-port markers sit after the default table: no lookup walks them. */
+	for (size_t i = 0; i < st->n_rules; i++)
+		n += st->rules[i].pref != SP_IPVS_MARKER_PREF;
+	return n;
+}
+
+/* The point of the ipsets: what a packet walks does not grow with the
+ * number of Services; only set members do. */
+START_TEST(helper_rules_are_constant)
+{
+	struct sp_ipvs_state one, four;
+	struct sp_diag diag;
+	char *text;
+	size_t n_one;
+
+	add_ep(lb_service(), "10.244.0.5", 8080, true);
+	text = lower_and_print(&one, &diag);
+	free(text);
+	sp_diag_free(&diag);
+	n_one = helper_rule_count(&one);
+	for (int i = 1; i < 4; i++) {
+		static const char *const cips[] = {"", "10.96.0.41", "10.96.0.42", "10.96.0.43"};
+		struct sp_plan_svcport *sp = lb_service();
+		size_t k = F.plan.n_svcports - 1;
+
+		sp->cluster_ip = A(cips[i]);
+		sp->node_port = (uint16_t)(30080 + i);
+		F.lb[k][0].u.v4.s_addr = htonl(0xc6336401u + (uint32_t)i); /* 198.51.100.1+i */
+		F.ext[k][0].u.v4.s_addr = htonl(0xcb007107u + (uint32_t)i);
+		add_ep(sp, "10.244.0.5", (uint16_t)(8080 + i), true);
+	}
+	text = lower_and_print(&four, &diag);
+	ck_assert_uint_eq(four.n_services, 16);
+	ck_assert_uint_eq(helper_rule_count(&four), n_one);
+	ck_assert_uint_eq(four.sets[0][SP_IPVS_SET_CLUSTER_IP].n_entries, 4);
+	ck_assert_uint_eq(four.sets[0][SP_IPVS_SET_CAPTURE].n_entries, 8);
+	ck_assert_uint_eq(four.sets[0][SP_IPVS_SET_LOOP_BACK].n_entries, 4);
+	free(text);
+	sp_ipvs_state_free(&one);
+	sp_ipvs_state_free(&four);
+	sp_diag_free(&diag);
+}
+END_TEST
+
+START_TEST(source_ranges_as_set_members)
+{
+	struct sp_plan_svcport *sp = lb_service();
+	struct sp_cidr ranges[3];
+	struct sp_ipvs_state st;
+	struct sp_diag diag;
+	char *text;
+
+	add_ep(sp, "10.244.1.5", 8080, false);
+	ck_assert(sp_cidr_parse("203.0.113.0/24", &ranges[0]));
+	ck_assert(sp_cidr_parse("192.0.2.9/32", &ranges[1]));
+	ck_assert(sp_cidr_parse("fd00::/64", &ranges[2]));
+	sp->source_ranges = ranges;
+	sp->n_source_ranges = 3;
+	text = lower_and_print(&st, &diag);
+	ck_assert(has_line(text, "add KUBE-LOAD-BALANCER-FW 198.51.100.1,tcp:80"));
+	ck_assert(has_line(
+		text, "add KUBE-LOAD-BALANCER-SOURCE-CIDR 198.51.100.1,tcp:80,203.0.113.0/24"));
+	/* A host range is spelled as ipset prints it: without /32. */
+	ck_assert(
+		has_line(text, "add KUBE-LOAD-BALANCER-SOURCE-CIDR 198.51.100.1,tcp:80,192.0.2.9"));
+	ck_assert_uint_eq(st.sets[0][SP_IPVS_SET_LB_SOURCE_CIDR].n_entries, 2);
+	/* Only LB IPs are filtered by source, as before. */
+	ck_assert(!strstr(text, "add KUBE-LOAD-BALANCER-FW 203.0.113.7"));
+	ck_assert(has_line(text, "-A KUBE-IPVS-FIREWALL -m set --match-set "
+				 "KUBE-LOAD-BALANCER-SOURCE-CIDR dst,dst,src -j RETURN"));
+	ck_assert(has_line(text, "-A KUBE-IPVS-FIREWALL -m set --match-set KUBE-LOAD-BALANCER-FW "
+				 "dst,dst -j DROP"));
+	free(text);
+	sp_ipvs_state_free(&st);
+	sp_diag_free(&diag);
+	/* 0.0.0.0/0 allows everyone (and hash:ip,port,net takes no /0). */
+	ck_assert(sp_cidr_parse("0.0.0.0/0", &ranges[1]));
+	text = lower_and_print(&st, &diag);
+	ck_assert_uint_eq(st.sets[0][SP_IPVS_SET_LB_FW].n_entries, 0);
+	ck_assert_uint_eq(st.sets[0][SP_IPVS_SET_LB_SOURCE_CIDR].n_entries, 0);
+	free(text);
+	sp_ipvs_state_free(&st);
+	sp_diag_free(&diag);
+}
+END_TEST
+
+START_TEST(set_match_spelling)
+{
+	struct sp_ipt_rule r = {0};
+	struct sp_buf out;
+
+	sp_buf_init(&out);
+	sp_ipt_add_set_match(&r, "KUBE-LOOP-BACK", "dst,dst,src", false);
+	sp_ipt_add_set_match(&r, "KUBE-X", "src", true);
+	ck_assert_uint_eq(r.matches[0].u.set.dim, 3);
+	ck_assert_uint_eq(r.matches[0].u.set.src_dims, 4);
+	sp_ipt_set_verdict(&r, SP_IPT_T_MASQUERADE);
+	sp_ipt_print_rule("C", &r, &out);
+	ck_assert_str_eq(out.data, "-A C -m set --match-set KUBE-LOOP-BACK dst,dst,src -m set ! "
+				   "--match-set KUBE-X src -j MASQUERADE\n");
+	sp_ipt_rule_free(&r);
+	sp_buf_free(&out);
+}
+END_TEST
+
 START_TEST(json_plan_parses)
 {
 	struct sp_plan_svcport *sp = lb_service();
@@ -373,7 +514,9 @@ START_TEST(json_plan_parses)
 	ck_assert_ptr_nonnull(root);
 	vs = cJSON_GetObjectItem(root, "virtualServers");
 	ck_assert_int_eq(cJSON_GetArraySize(vs), 4);
+	/* The fwmark rule, the node-local fallback and the node port's marker. */
 	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(root, "captureRules")), 3);
+	ck_assert(cJSON_IsString(cJSON_GetObjectItem(root, "ipsets")));
 	ck_assert(cJSON_IsString(cJSON_GetObjectItem(root, "iptables")));
 	cJSON_Delete(root);
 	sp_buf_free(&out);
@@ -527,6 +670,9 @@ static Suite *ipvs_suite(void)
 	tcase_add_test(lower, ipv6_service);
 	tcase_add_test(lower, print_is_deterministic);
 	tcase_add_test(lower, json_plan_parses);
+	tcase_add_test(lower, helper_rules_are_constant);
+	tcase_add_test(lower, source_ranges_as_set_members);
+	tcase_add_test(lower, set_match_spelling);
 	tcase_add_test(lower, rule_lookup_ignores_pref);
 	suite_add_tcase(s, lower);
 	tcase_add_test(codec, codec_round_trip);
