@@ -1,9 +1,10 @@
 /* Kernel ipsets through libipset (the library the ipset tool is built on),
- * Kubernetes-agnostic: list names, read a set's members, create, destroy,
- * add and delete members. Members are spelled as `ipset save` prints them
- * ("10.0.0.1,tcp:80"), so that desired and read-back members compare as
- * strings. Acts on the current network namespace. Functions return 0 or -1
- * with the set, the member and the kernel's reason in diag. */
+ * Kubernetes-agnostic: list names, read a set's members, and apply changes
+ * (create, add, del, destroy) as one `ipset restore` batch. Members are
+ * spelled as `ipset save` prints them ("10.0.0.1,tcp:80"), so that desired
+ * and read-back members compare as strings. Acts on the current network
+ * namespace. Functions return 0 or -1 with the set or line and the kernel's
+ * reason in diag. */
 #ifndef SVCPROXY_IPSET_H
 #define SVCPROXY_IPSET_H
 
@@ -26,13 +27,12 @@ int sp_ipset_names(struct sp_ipset *is, char ***names, size_t *n, struct sp_diag
  * (caller frees both). */
 int sp_ipset_members(struct sp_ipset *is, const char *name, char **type, char **family,
 		     char ***members, size_t *n, struct sp_diag *diag);
-/* family: "inet" or "inet6". An existing set of that name is left alone. */
-int sp_ipset_create(struct sp_ipset *is, const char *name, const char *type, const char *family,
-		    unsigned maxelem, struct sp_diag *diag);
-int sp_ipset_destroy(struct sp_ipset *is, const char *name, struct sp_diag *diag);
-/* Idempotent: adding a member that is there, or deleting one that is not,
- * succeeds. */
-int sp_ipset_add(struct sp_ipset *is, const char *name, const char *member, struct sp_diag *diag);
-int sp_ipset_del(struct sp_ipset *is, const char *name, const char *member, struct sp_diag *diag);
+/* `ipset -exist restore` of text ("create ...", "add SET MEMBER", "del SET
+ * MEMBER", "destroy SET" lines): libipset packs consecutive members of one
+ * set into few netlink messages, so a big change costs little. Idempotent
+ * (-exist): creating a set that exists, adding a member that is there or
+ * deleting one that is not succeeds. A failure names the line it stopped
+ * at; the lines before it are done. */
+int sp_ipset_restore(struct sp_ipset *is, const char *text, struct sp_diag *diag);
 
 #endif

@@ -112,11 +112,13 @@ enum sp_ipvs_set_id {
 };
 
 /* Members in `ipset save` spelling ("10.0.0.1,tcp:80"), sorted and unique
- * after sp_ipvs_state_sort(). present: read back only, the set exists. */
+ * after sp_ipvs_state_sort(). Read back only: present, the set exists;
+ * wrong_type, it exists with another type or family (left alone). */
 struct sp_ipvs_set {
 	char **entries;
 	size_t n_entries, cap_entries;
 	bool present;
+	bool wrong_type;
 };
 
 struct sp_ipvs_state {

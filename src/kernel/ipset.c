@@ -5,6 +5,7 @@
  * the handle is renewed after an error. */
 #include "svcproxy/ipset.h"
 
+#include <errno.h>
 #include <libipset/ipset.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -161,51 +162,32 @@ int sp_ipset_members(struct sp_ipset *is, const char *name, char **type, char **
 	return 0;
 }
 
-int sp_ipset_create(struct sp_ipset *is, const char *name, const char *type, const char *family,
-		    unsigned maxelem, struct sp_diag *diag)
+int sp_ipset_restore(struct sp_ipset *is, const char *text, struct sp_diag *diag)
 {
-	char max[16];
-	const char *argv[] = {"ipset", "create",  name, type,	 "family",
-			      family,  "maxelem", max,	"-exist"};
+	FILE *f;
 
-	snprintf(max, sizeof(max), "%u", maxelem);
-	if (run(is, 9, argv) < 0) {
-		sp_diag_error(diag, "ipset: creating set %s (%s, %s): %s", name, type, family,
-			      is->err);
+	if (!text || !*text)
+		return 0;
+	/* A fresh handle: its error messages count lines from this text. */
+	ipset_fini(is->h);
+	handle_open(is);
+	ipset_envopt_set(ipset_session(is->h), IPSET_ENV_EXIST);
+	f = fmemopen((void *)text, strlen(text), "r");
+	if (!f) {
+		sp_diag_error(diag, "ipset: restore: %s", strerror(errno));
 		return -1;
 	}
-	return 0;
-}
-
-int sp_ipset_destroy(struct sp_ipset *is, const char *name, struct sp_diag *diag)
-{
-	const char *argv[] = {"ipset", "destroy", name};
-
-	if (run(is, 3, argv) < 0) {
-		sp_diag_error(diag, "ipset: destroying set %s: %s", name, is->err);
-		return -1;
-	}
-	return 0;
-}
-
-static int member_cmd(struct sp_ipset *is, const char *cmd, const char *name, const char *member,
-		      struct sp_diag *diag)
-{
-	const char *argv[] = {"ipset", cmd, name, member, "-exist"};
-
-	if (run(is, 5, argv) < 0) {
-		sp_diag_error(diag, "ipset: %s %s %s: %s", cmd, name, member, is->err);
-		return -1;
-	}
-	return 0;
-}
-
-int sp_ipset_add(struct sp_ipset *is, const char *name, const char *member, struct sp_diag *diag)
-{
-	return member_cmd(is, "add", name, member, diag);
-}
-
-int sp_ipset_del(struct sp_ipset *is, const char *name, const char *member, struct sp_diag *diag)
-{
-	return member_cmd(is, "del", name, member, diag);
+	sp_buf_reset(&is->out);
+	is->err[0] = '\0';
+	is->commands++;
+	if (ipset_parse_stream(is->h, f) != 0 && !is->err[0])
+		snprintf(is->err, sizeof(is->err), "failed");
+	fclose(f);
+	if (!is->err[0])
+		return 0;
+	is->err[strcspn(is->err, "\n")] = '\0';
+	sp_diag_error(diag, "ipset: restore: %s", is->err);
+	ipset_fini(is->h);
+	handle_open(is);
+	return -1;
 }

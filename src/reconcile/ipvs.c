@@ -147,8 +147,9 @@ static int read_sets(struct sp_backend *be, struct sp_ipvs_state *out, struct sp
 			set->present = true;
 			ret = sp_ipset_members(be->is, name, &type, &family, &set->entries,
 					       &set->n_entries, diag);
-			if (ret == 0 && (strcmp(type, sp_ipvs_set_type(id)) ||
-					 strcmp(family, v6 ? "inet6" : "inet")))
+			set->wrong_type = ret == 0 && (strcmp(type, sp_ipvs_set_type(id)) ||
+						       strcmp(family, v6 ? "inet6" : "inet"));
+			if (set->wrong_type)
 				sp_diag_error(
 					diag,
 					"ipset: set %s is %s family %s, not %s family %s; "
@@ -592,32 +593,33 @@ static bool family_wanted(const struct sp_ipvs_state *want, int v6)
 	return !v6 || want->has_ipv6;
 }
 
+/* Set changes are collected as `ipset restore` text and sent in one go per
+ * phase (libipset packs members into few messages); a dry run prints them
+ * as ipset commands instead. */
 struct set_job {
 	struct sp_backend *be;
 	struct sp_buf *diff; /* dry run: the ipset commands, nothing sent */
-	size_t sent;	     /* commands sent (or printed) */
+	struct sp_buf batch;
+	size_t sent; /* set changes: creates, members, destroys */
 	int ret;
 	struct sp_diag *diag;
 };
 
 static void set_cmd(struct set_job *j, const char *verb, const char *name, const char *arg)
 {
-	int r;
-
 	j->sent++;
-	if (j->diff) {
-		sp_buf_addf(j->diff, "ipset %s %s%s%s\n", verb, name, arg ? " " : "",
-			    arg ? arg : "");
-		return;
-	}
-	if (!strcmp(verb, "add"))
-		r = sp_ipset_add(j->be->is, name, arg, j->diag);
-	else if (!strcmp(verb, "del"))
-		r = sp_ipset_del(j->be->is, name, arg, j->diag);
-	else
-		r = sp_ipset_destroy(j->be->is, name, j->diag);
-	if (r < 0)
+	if (j->diff)
+		sp_buf_add(j->diff, "ipset ");
+	sp_buf_addf(j->diff ? j->diff : &j->batch, "%s %s%s%s\n", verb, name, arg ? " " : "",
+		    arg ? arg : "");
+}
+
+static void set_flush(struct set_job *j)
+{
+	if (j->batch.len && sp_ipset_restore(j->be->is, j->batch.data, j->diag) < 0)
 		j->ret = -1;
+	sp_buf_free(&j->batch);
+	sp_buf_init(&j->batch);
 }
 
 /* Before the helper rules need them: every wanted set exists and holds its
@@ -635,22 +637,23 @@ static void add_set_members(struct set_job *j, const struct sp_ipvs_state *want,
 			const char *name = sp_ipvs_set_name(id, f);
 
 			if (!h->present) {
-				j->sent++;
-				if (j->diff)
-					sp_buf_addf(j->diff,
-						    "ipset create %s %s family %s maxelem %u\n",
-						    name, sp_ipvs_set_type(id),
-						    v6 ? "inet6" : "inet", SP_IPVS_SET_MAXELEM);
-				else if (sp_ipset_create(j->be->is, name, sp_ipvs_set_type(id),
-							 v6 ? "inet6" : "inet", SP_IPVS_SET_MAXELEM,
-							 j->diag) < 0)
-					j->ret = -1;
+				char spec[64];
+
+				snprintf(spec, sizeof(spec), "%s family %s maxelem %u",
+					 sp_ipvs_set_type(id), v6 ? "inet6" : "inet",
+					 SP_IPVS_SET_MAXELEM);
+				set_cmd(j, "create", name, spec);
+			}
+			if (h->wrong_type) {
+				j->ret = -1; /* reported when read */
+				continue;
 			}
 			for (size_t i = 0; i < w->n_entries; i++)
 				if (!sp_ipvs_set_has(h, w->entries[i]))
 					set_cmd(j, "add", name, w->entries[i]);
 		}
 	}
+	set_flush(j);
 }
 
 /* After the helper rules stopped using them: leaving members go, and the
@@ -665,7 +668,7 @@ static void del_set_members(struct set_job *j, const struct sp_ipvs_state *want,
 			const struct sp_ipvs_set *h = &have->sets[v6][id];
 			const char *name = sp_ipvs_set_name(id, f);
 
-			if (!h->present)
+			if (!h->present || (h->wrong_type && family_wanted(want, v6)))
 				continue;
 			if (!family_wanted(want, v6)) {
 				set_cmd(j, "destroy", name, NULL);
@@ -676,6 +679,7 @@ static void del_set_members(struct set_job *j, const struct sp_ipvs_state *want,
 					set_cmd(j, "del", name, h->entries[i]);
 		}
 	}
+	set_flush(j);
 }
 
 /* cleanup: every set of ours, once the helper rules are gone. */
@@ -684,11 +688,13 @@ static int destroy_sets(struct sp_backend *be, const struct sp_ipvs_state *have,
 {
 	struct set_job j = {.be = be, .diag = diag};
 
+	sp_buf_init(&j.batch);
 	for (int v6 = 0; v6 < 2; v6++)
 		for (int id = 0; id < SP_IPVS_N_SETS; id++)
 			if (have->sets[v6][id].present)
 				set_cmd(&j, "destroy",
 					sp_ipvs_set_name(id, v6 ? AF_INET6 : AF_INET), NULL);
+	set_flush(&j);
 	return j.ret;
 }
 
@@ -883,6 +889,7 @@ static int ipvs_sync(struct sp_backend *be, const struct sp_plan *plan, bool ful
 	int ret;
 
 	(void)full; /* IPVS has no change notifications: always read back */
+	sp_buf_init(&sets.batch);
 	sp_ipvs_state_init(&want);
 	ret = lower_here(be, plan, &want, diag);
 	if (ret < 0) {
@@ -1034,6 +1041,7 @@ static int ipvs_diff(struct sp_backend *be, const struct sp_plan *plan, struct s
 		for (size_t i = 0; i < cl.n; i++)
 			if (op_order(cl.ops[i].kind) == pass)
 				print_op(&cl.ops[i], out);
+	sp_buf_init(&sets.batch);
 	sets.diff = out;
 	add_set_members(&sets, &want, &act.owned);
 	helper = sync_helper_rules(&want, out, NULL, diag);
