@@ -302,6 +302,11 @@ class Bench:
         with open(ipb, "w") as f:
             f.write("link add kube-ipvs0 type dummy\n" + secs[0]["ip"])
         res["ip_batch"] = self.measure(["ip", "-force", "-batch", ipb], netns=n)
+        # The helper rules match ipsets, which must exist first.
+        sets = self.path("ipvs-sets.txt")
+        with open(sets, "w") as f:
+            f.write(secs[0]["ipset"])
+        res["ipset_restore"] = self.measure(["ipset", "-exist", "restore"], netns=n, stdin=sets)
         helpers = self.path("ipvs-helpers.txt")
         with open(helpers, "w") as f:
             f.write(secs[0]["iptables"])
@@ -574,11 +579,14 @@ def ipt_changed_chains(old, new):
 
 
 def ipvs_sections(text):
-    """svcproxy's ipvs plan -> {"ipvsadm": ..., "ip": ..., "iptables": ...}."""
-    secs, cur = {"ipvsadm": [], "ip": [], "iptables": []}, None
+    """svcproxy's ipvs plan -> {"ipvsadm": ..., "ip": ..., "ipset": ...,
+    "iptables": ...}."""
+    secs, cur = {"ipvsadm": [], "ip": [], "ipset": [], "iptables": []}, None
     for line in text.splitlines():
         if line.startswith("# ipvsadm"):
             cur = "ipvsadm"
+        elif line.startswith("# ipset"):
+            cur = "ipset"
         elif line.startswith("# ip:"):
             cur = "ip"
         elif line.startswith("# iptables"):
@@ -587,6 +595,8 @@ def ipvs_sections(text):
             secs[cur].append(line)
         elif cur == "ip" and line.startswith("ip "):
             secs[cur].append(line[3:])
+        elif cur == "ipset" and line and not line.startswith("#"):
+            secs[cur].append(line)
         elif cur == "iptables" and line and not line.startswith("#"):
             secs[cur].append(line)
     return {k: "\n".join(v) + "\n" for k, v in secs.items()}
