@@ -462,6 +462,25 @@ for target in "[fd00:96::10]:80" "[2001:db8::1]:80" "[fd00:1::10]:30090"; do
 done
 sp_ok "IPv6: virtual servers, /128 on kube-ipvs0, capture rules, ip6tables helper rules; traffic from the node"
 
+# Back to IPv4 only: the IPv6 rules go, then the KUBE6- sets they matched.
+# (changed.json's status is 1 by design: a node IP as externalIP is refused.)
+agent sync "$work/changed.json" 2>"$work/v4.err"
+grep -i 'ipset\|ip6tables' "$work/v4.err" >&2 && sp_fail "IPv4-only sync after IPv6 reported errors"
+nsx $N ipset list -n | grep -q '^KUBE6-' && sp_fail "IPv6 sets left after the last IPv6 Service"
+nsx $N ip6tables-legacy-save | grep -q 'KUBE-' && sp_fail "ip6tables helper rules left"
+# A set of ours with another type (e.g. left by another agent) is reported
+# by name, not replaced, and the sync says so; gone, it is recreated.
+nsx $N ipset create KUBE6-LOOP-BACK hash:ip family inet6
+nsx $N "$drive" $V6OPTS sync "$work/v6.json" 2>"$work/wrongtype.err"
+[ $? = 1 ] || sp_fail "a wrong-typed set did not make sync report it"
+grep -q 'KUBE6-LOOP-BACK is hash:ip' "$work/wrongtype.err" || sp_fail "wrong-typed set not named"
+nsx $N ipset list KUBE6-LOOP-BACK | grep -q 'Type: hash:ip$' || sp_fail "wrong-typed set replaced"
+nsx $N ip6tables-legacy -F KUBE-POSTROUTING -t nat
+nsx $N ipset destroy KUBE6-LOOP-BACK || sp_fail "could not remove the wrong-typed set"
+nsx $N "$drive" $V6OPTS sync "$work/v6.json" 2>/dev/null || sp_fail "sync after the wrong set went"
+nsx $N ipset list KUBE6-LOOP-BACK | grep -q 'Type: hash:ip,port,ip' || sp_fail "set not recreated"
+sp_ok "ipsets: IPv6 sets follow IPv6 Services; a wrong-typed set of ours is reported, not replaced"
+
 # ---- cleanup -------------------------------------------------------------
 agent cleanup "$work/changed.json" 2>"$work/cleanup.err" || { cat "$work/cleanup.err" >&2; sp_fail "cleanup failed"; }
 [ "$(nsx $N ipvsadm-save -n | grep -c '^-A')" = 1 ] || sp_fail "cleanup left virtual servers"
