@@ -489,6 +489,17 @@ static void rebind_http(struct sp_daemon *d, const char *old_healthz, const char
 	sp_diag_free(&diag);
 }
 
+/* The sources read under the configuration's limits; the API source
+ * borrows d->lim, the file source keeps a copy. */
+static void apply_limits(struct sp_daemon *d)
+{
+	sp_config_source_limits(d->cfg, &d->lim);
+	if (d->files)
+		sp_dfiles_set_limits(d->files, &d->lim);
+	sp_dlog(SP_LOG_INFO, "source limits: %zu bytes, %zu levels, %zu items",
+		d->lim.max_file_bytes, d->lim.max_depth, d->lim.max_items);
+}
+
 /* Swap in a configuration rebuilt by the caller's reload function. */
 static void reload_config(struct sp_daemon *d)
 {
@@ -522,6 +533,7 @@ static void reload_config(struct sp_daemon *d)
 	if (rebind)
 		rebind_http(d, old.healthz_bind_address, old.metrics_bind_address);
 	sp_config_free(&old);
+	apply_limits(d);
 	/* The backend may keep what it read from the old configuration: open
 	 * a fresh one (its first sync is full, from the kernel's state). */
 	if (d->be)
@@ -725,7 +737,7 @@ int sp_daemon_run(const struct sp_daemon_opts *opts, struct sp_diag *diag)
 	d.cfg = opts->cfg;
 	d.ops = opts->ops;
 	d.epfd = d.sig_w.fd = d.sync_w.fd = d.wd_w.fd = -1;
-	sp_source_limits_default(&d.lim);
+	apply_limits(&d);
 	sp_dshared_init(&d.sh, sp_mode_name(opts->ops->mode), 2 * sync_period_ns(&d));
 	/* Like kube-proxy, count from the start: no sync within the timeout
 	 * is unhealthy. */

@@ -324,7 +324,6 @@ static void on_backoff_timer(struct sp_dwatch *w, uint32_t events)
 
 /* ---- objects ---- */
 
-
 /* Lists leave kind out of their items; the model reader needs it. */
 static void complete(struct kres *r, cJSON *obj)
 {
@@ -350,9 +349,28 @@ static void set_rv(struct kres *r, const char *rv)
 	r->rv = sp_xstrdup(rv);
 }
 
+/* cJSON ends a string at "\u0000" and hands back a shorter name or value,
+ * so an event holding one could change another object: it is refused (as
+ * the one-shot reader refuses such a file) and the object keeps its last
+ * good state. The stream goes on past it, or the server would send it
+ * again. */
+static void refuse_nul_event(struct kres *r, const cJSON *obj)
+{
+	const char *ns = sp_djson_str(obj, "metadata.namespace");
+	const char *name = sp_djson_str(obj, "metadata.name");
+
+	sp_dlog(SP_LOG_ERROR,
+		"API %s: watch event for %s %s%s%s: a string holds \\u0000 (NUL), which no "
+		"Kubernetes name or value can hold; refused, the object keeps its last good "
+		"state",
+		r->name, r->kind, ns ? ns : "", ns ? "/" : "", name ? name : "?");
+	bump(r->k, &r->k->o.sh->m.source_errors_total);
+}
+
 /* One watch event line. Returns false when the stream must be dropped. */
 static bool on_event(struct kres *r, const char *line, size_t len)
 {
+	bool has_nul = sp_src_find_escaped_nul(line, len) < len;
 	cJSON *ev = cJSON_ParseWithLength(line, len);
 	const char *type = sp_djson_str(ev, "type");
 	cJSON *obj = ev ? cJSON_DetachItemFromObjectCaseSensitive(ev, "object") : NULL;
@@ -385,6 +403,10 @@ static bool on_event(struct kres *r, const char *line, size_t len)
 			r->kind);
 		r->garbage = true;
 		ok = false;
+	} else if (has_nul) {
+		set_rv(r, sp_djson_str(obj, "metadata.resourceVersion"));
+		r->got_event = true;
+		refuse_nul_event(r, obj);
 	} else {
 		/* No since_ns: the first list is not timed at all (below),
 		 * so whatever a watch event carries changed after it. */
@@ -448,6 +470,16 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
+static void list_refused(struct kres *r, const char *why)
+{
+	bump(r->k, &r->k->o.sh->m.source_errors_total);
+	free(r->cont);
+	r->cont = NULL;
+	sp_dstore_free(&r->listing);
+	backoff(r, why);
+	r->relist = true;
+}
+
 static void list_done(struct kres *r, CURLcode res, long status)
 {
 	cJSON *doc, *items, *it;
@@ -473,16 +505,18 @@ static void list_done(struct kres *r, CURLcode res, long status)
 		r->relist = true;
 		return;
 	}
+	/* As kube-proxy's reflector, whose list fails whole when one object
+	 * does not decode: the objects in force stay, the list is retried. */
+	if (sp_src_find_escaped_nul(r->body.data, r->body.len) < r->body.len) {
+		list_refused(r, "list answer refused: a string holds \\u0000 (NUL), which no "
+				"Kubernetes name or value can hold");
+		return;
+	}
 	doc = cJSON_ParseWithLength(r->body.data, r->body.len);
 	items = cJSON_GetObjectItemCaseSensitive(doc, "items");
 	if (!doc || !(cJSON_IsArray(items) || cJSON_IsNull(items))) {
 		cJSON_Delete(doc);
-		bump(r->k, &r->k->o.sh->m.source_errors_total);
-		free(r->cont);
-		r->cont = NULL;
-		sp_dstore_free(&r->listing);
-		backoff(r, "list answer is not a list");
-		r->relist = true;
+		list_refused(r, "list answer is not a list");
 		return;
 	}
 	cJSON_ArrayForEach(it, items)
