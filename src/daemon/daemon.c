@@ -301,7 +301,6 @@ static void do_sync(struct sp_daemon *d, bool full)
 	struct sp_diag diag;
 	struct sp_sync_stats stats = {0};
 	struct sp_ct_stats ct_stats = {0};
-	char *rules_text = NULL, *old_rules = NULL;
 	int64_t start = mono_now(), end, real;
 	double secs;
 	int r;
@@ -332,17 +331,6 @@ static void do_sync(struct sp_daemon *d, bool full)
 		sp_ct_tracker_sync(d->ct, &plan, &ct_stats, &diag);
 	sp_dlog_diag(&d->dedup_sync, &diag, NULL);
 
-	/* The plan's text for /rules, printed outside the lock: at 10,000
-	 * Services it takes a while, and /healthz must not wait for it. */
-	if (r >= 0 && d->ops->print_plan) {
-		struct sp_buf text;
-
-		sp_buf_init(&text);
-		d->ops->print_plan(&plan, &text);
-		rules_text = sp_buf_steal(&text);
-		sp_buf_free(&text);
-	}
-
 	pthread_mutex_lock(&d->sh.lock);
 	d->sh.m.conntrack_flushed_total += ct_stats.entries_deleted;
 	sp_dhist_observe(&d->sh.m.sync_duration, secs);
@@ -364,11 +352,8 @@ static void do_sync(struct sp_daemon *d, bool full)
 		for (size_t i = 0; i < d->n_triggers; i++)
 			sp_dhist_observe(&d->sh.m.netprog, max64(real - d->triggers[i], 0) / 1e9);
 		publish_plan(d, &plan);
-		old_rules = d->sh.rules_text;
-		d->sh.rules_text = rules_text;
 	}
 	pthread_mutex_unlock(&d->sh.lock);
-	free(old_rules);
 
 	if (r < 0) {
 		if (!d->failing)
@@ -403,6 +388,8 @@ static void do_sync(struct sp_daemon *d, bool full)
 			d->last_full_ns = end;
 	}
 	sync_hc_servers(d);
+	if (r >= 0)
+		sp_dshared_set_plan(&d->sh, &plan);
 	sp_plan_free(&plan);
 	sp_dcluster_release(&c);
 	/* Decoding a large source leaves glibc's heap full of freed pages;
@@ -739,6 +726,7 @@ int sp_daemon_run(const struct sp_daemon_opts *opts, struct sp_diag *diag)
 	d.epfd = d.sig_w.fd = d.sync_w.fd = d.wd_w.fd = -1;
 	apply_limits(&d);
 	sp_dshared_init(&d.sh, sp_mode_name(opts->ops->mode), 2 * sync_period_ns(&d));
+	d.sh.print_plan = opts->ops->print_plan;
 	/* Like kube-proxy, count from the start: no sync within the timeout
 	 * is unhealthy. */
 	d.sh.pending_since_ns = mono_now();

@@ -164,9 +164,11 @@ static enum MHD_Result on_metrics(void *cls, struct MHD_Connection *conn, const 
 		return reply(conn, MHD_HTTP_OK, "text/plain; charset=utf-8", &body);
 	}
 	if (!strcmp(url, "/rules")) {
-		pthread_mutex_lock(&sh->lock);
-		sp_buf_add(&body, sh->rules_text ? sh->rules_text : "");
-		pthread_mutex_unlock(&sh->lock);
+		struct sp_dplan_ref *ref = sp_dshared_get_plan(sh);
+
+		if (ref && sh->print_plan)
+			sh->print_plan(&ref->plan, &body);
+		sp_dshared_put_plan(sh, ref);
 		return reply(conn, MHD_HTTP_OK, "text/plain; charset=utf-8", &body);
 	}
 	if (!strcmp(url, "/healthz")) {
