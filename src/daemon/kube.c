@@ -350,20 +350,19 @@ static void set_rv(struct kres *r, const char *rv)
 }
 
 /* cJSON ends a string at "\u0000" and hands back a shorter name or value,
- * so an event holding one could change another object: it is refused (as
- * the one-shot reader refuses such a file) and the object keeps its last
- * good state. The stream goes on past it, or the server would send it
- * again. */
-static void refuse_nul_event(struct kres *r, const cJSON *obj)
+ * so an object holding one could change another: a watch event or list item
+ * holding one is refused (as the one-shot reader refuses such a file) and the
+ * object keeps its last good state. A watch goes on past it, or the server
+ * would send it again. */
+static void refuse_nul_object(struct kres *r, const cJSON *obj, const char *what)
 {
 	const char *ns = sp_djson_str(obj, "metadata.namespace");
 	const char *name = sp_djson_str(obj, "metadata.name");
 
 	sp_dlog(SP_LOG_ERROR,
-		"API %s: watch event for %s %s%s%s: a string holds \\u0000 (NUL), which no "
-		"Kubernetes name or value can hold; refused, the object keeps its last good "
-		"state",
-		r->name, r->kind, ns ? ns : "", ns ? "/" : "", name ? name : "?");
+		"API %s: %s for %s %s%s%s: a string holds \\u0000 (NUL), which no Kubernetes "
+		"name or value can hold; refused, the object keeps its last good state",
+		r->name, what, r->kind, ns ? ns : "", ns ? "/" : "", name ? name : "?");
 	bump(r->k, &r->k->o.sh->m.source_errors_total);
 }
 
@@ -406,7 +405,7 @@ static bool on_event(struct kres *r, const char *line, size_t len)
 	} else if (has_nul) {
 		set_rv(r, sp_djson_str(obj, "metadata.resourceVersion"));
 		r->got_event = true;
-		refuse_nul_event(r, obj);
+		refuse_nul_object(r, obj, "watch event");
 	} else {
 		/* No since_ns: the first list is not timed at all (below),
 		 * so whatever a watch event carries changed after it. */
@@ -480,8 +479,25 @@ static void list_refused(struct kres *r, const char *why)
 	r->relist = true;
 }
 
+/* A listed object holding \u0000 is refused alone, like a watch event:
+ * the version in force stays, if there is one. */
+static void keep_last_good(struct kres *r, const cJSON *it)
+{
+	const struct sp_dobj *old = sp_dstore_get(&r->store, it);
+	cJSON *copy;
+
+	refuse_nul_object(r, it, "list item");
+	if (!old)
+		return;
+	copy = sp_dobj_decode(old);
+	if (!copy)
+		abort(); /* cJSON only fails to parse its own output when out of memory */
+	sp_dstore_put(&r->listing, copy, NULL);
+}
+
 static void list_done(struct kres *r, CURLcode res, long status)
 {
+	size_t *bad = NULL, n_bad = 0, next_bad = 0, index = 0;
 	cJSON *doc, *items, *it;
 	const char *cont;
 	struct sp_dtriggers trig = {0};
@@ -505,27 +521,34 @@ static void list_done(struct kres *r, CURLcode res, long status)
 		r->relist = true;
 		return;
 	}
-	/* As kube-proxy's reflector, whose list fails whole when one object
-	 * does not decode: the objects in force stay, the list is retried. */
-	if (sp_src_find_escaped_nul(r->body.data, r->body.len) < r->body.len) {
-		list_refused(r, "list answer refused: a string holds \\u0000 (NUL), which no "
-				"Kubernetes name or value can hold");
+	if (!sp_djson_nul_items(r->body.data, r->body.len, &bad, &n_bad)) {
+		list_refused(r, "list answer refused: a string outside its items holds \\u0000 "
+				"(NUL), which no Kubernetes name or value can hold");
 		return;
 	}
 	doc = cJSON_ParseWithLength(r->body.data, r->body.len);
 	items = cJSON_GetObjectItemCaseSensitive(doc, "items");
 	if (!doc || !(cJSON_IsArray(items) || cJSON_IsNull(items))) {
 		cJSON_Delete(doc);
+		free(bad);
 		list_refused(r, "list answer is not a list");
 		return;
 	}
 	cJSON_ArrayForEach(it, items)
 	{
+		bool refused = next_bad < n_bad && bad[next_bad] == index;
+
+		next_bad += refused;
+		index++;
 		if (!plausible(r, it))
 			continue;
 		complete(r, it);
-		sp_dstore_put(&r->listing, cJSON_Duplicate(it, true), NULL);
+		if (refused)
+			keep_last_good(r, it);
+		else
+			sp_dstore_put(&r->listing, cJSON_Duplicate(it, true), NULL);
 	}
+	free(bad);
 	cont = sp_djson_str(doc, "metadata.continue");
 	free(r->cont);
 	r->cont = cont && *cont ? sp_xstrdup(cont) : NULL;

@@ -9,9 +9,10 @@
 #    over the configured limit, or holding \u0000, is refused and the table
 #    stays byte for byte; SIGHUP with a raised limit in the file takes it;
 #    a flag overrides the file's limit.
-#  - `svcproxy run` on the test API server: a watched object holding
-#    \u0000 (a name that cJSON would cut to an existing one) is refused, the
-#    table stays, and the next good event is programmed.
+#  - `svcproxy run` on the test API server: an object holding \u0000 (a
+#    name that cJSON would cut to an existing one) is refused in a watch
+#    event and in a relist, the table stays, and the next good event is
+#    programmed.
 set -u
 srcdir=${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
 builddir=${top_builddir:-.}
@@ -212,19 +213,19 @@ ctl /apply "$(svc api 10.96.0.30)" || fail "cannot apply to the test API server"
 wait_for 10 has 10.96.0.30 || fail "run: the watch stopped after the refused event"
 has 10.96.0.66 && fail "run: the refused object was programmed later"
 echo "ok   run: the watch goes on after the refused event"
-# A relist (410 Gone) whose answer holds the object: refused whole, as
-# kube-proxy's reflector refuses a list it cannot decode; the table stays,
-# and the list is taken once the object is gone.
+# A relist (410 Gone) whose answer holds the object: that item alone is
+# refused (web keeps its state), the rest of the list is taken and the
+# watch resumes. A list whose own fields hold one is refused whole.
 before=$(table)
 e0=$(metric svcproxy_source_errors_total)
 ctl /gone null || fail "cannot expire the watch"
-unchanged_after_refusal "$e0" "list answer refused: a string holds \\u0000" \
-	"a list answer holding \\u0000"
-ctl /delete '{"kind":"Service","namespace":"default","name":"web\u0000x"}' ||
-	fail "cannot delete the bad object"
+unchanged_after_refusal "$e0" "list item for Service default/web: a string holds \\u0000" \
+	"a listed Service holding \\u0000"
+grep -q "list answer refused" "$TMP/daemon.log" && fail "run: the whole list was refused"
 ctl /apply "$(svc api2 10.96.0.31)" || fail "cannot apply to the test API server"
-wait_for 15 has 10.96.0.31 || fail "run: no recovery once the bad object was deleted"
-has 10.96.0.10 || fail "run: web lost across the refused list"
-echo "ok   run: the list is taken again once the bad object is gone"
+wait_for 15 has 10.96.0.31 || fail "run: the watch did not resume after the list"
+has 10.96.0.10 || fail "run: web lost across the refused list item"
+has 10.96.0.66 && fail "run: the refused list item was programmed"
+echo "ok   run: the list is taken without the refused item, the watch resumes"
 stop_daemon
 exit 0
