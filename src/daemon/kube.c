@@ -36,6 +36,7 @@ struct kres {
 	bool synced;
 	bool relist;  /* a 410 was seen: list again */
 	bool garbage; /* the stream broke the protocol */
+	bool too_big; /* the answer or one watch event passed max_file_bytes */
 	bool got_event;
 	CURL *easy;
 	struct curl_slist *hdrs;
@@ -208,7 +209,7 @@ static void request(struct kres *r, bool watch)
 	if (!r->easy)
 		abort();
 	sp_buf_reset(&r->body);
-	r->garbage = r->relist = r->got_event = false;
+	r->garbage = r->relist = r->got_event = r->too_big = false;
 	r->hdrs = curl_slist_append(NULL, "Accept: application/json");
 	if (token) {
 		char *h = sp_xasprintf("Authorization: Bearer %s", token);
@@ -441,19 +442,22 @@ static long status_of(struct kres *r)
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	struct kres *r = userdata;
-	size_t n = size * nmemb;
+	size_t n = size * nmemb, max_bytes = r->k->o.lim->max_file_bytes;
 	char *nl;
 
 	sp_buf_addn(&r->body, ptr, n);
 	if (r->phase != K_WATCHING || status_of(r) != 200) {
-		if (r->body.len > r->k->o.lim->max_file_bytes)
-			return 0;
-		return n;
+		r->too_big = r->body.len > max_bytes;
+		return r->too_big ? 0 : n;
 	}
 	while ((nl = memchr(r->body.data, '\n', r->body.len))) {
 		size_t len = (size_t)(nl - r->body.data);
 		bool blank = true;
 
+		if (len > max_bytes) {
+			r->garbage = r->too_big = true;
+			return 0;
+		}
 		for (size_t i = 0; i < len && blank; i++)
 			blank = r->body.data[i] == ' ' || r->body.data[i] == '\r';
 		if (!blank && !on_event(r, r->body.data, len))
@@ -462,8 +466,9 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 		r->body.len -= len + 1;
 		r->body.data[r->body.len] = '\0';
 	}
-	if (r->body.len > MAX_LINE) {
+	if (r->body.len > MAX_LINE || r->body.len > max_bytes) {
 		r->garbage = true;
+		r->too_big = r->body.len > max_bytes;
 		return 0;
 	}
 	return n;
@@ -502,10 +507,16 @@ static void list_done(struct kres *r, CURLcode res, long status)
 	const char *cont;
 	struct sp_dtriggers trig = {0};
 	struct sp_dchanges ch = {.trig = &trig};
+	char why[CURL_ERROR_SIZE + 64];
 
+	if (r->too_big) {
+		snprintf(why, sizeof(why),
+			 "list answer refused: over the max_file_bytes limit of %zu bytes",
+			 r->k->o.lim->max_file_bytes);
+		list_refused(r, why);
+		return;
+	}
 	if (res != CURLE_OK || status != 200) {
-		char why[CURL_ERROR_SIZE + 64];
-
 		if (status == 410 && r->cont) {
 			/* The continue token expired: the list starts over. */
 			free(r->cont);
@@ -591,7 +602,14 @@ static void watch_done(struct kres *r, CURLcode res, long status)
 	if (r->garbage) {
 		bump(r->k, &r->k->o.sh->m.source_errors_total);
 		bump(r->k, &r->k->o.sh->m.source_reconnects_total);
-		backoff(r, "garbage on the watch stream, reconnecting");
+		if (!r->too_big) {
+			backoff(r, "garbage on the watch stream, reconnecting");
+			return;
+		}
+		snprintf(why, sizeof(why),
+			 "a watch event over the max_file_bytes limit of %zu bytes, reconnecting",
+			 r->k->o.lim->max_file_bytes);
+		backoff(r, why);
 		return;
 	}
 	if (res == CURLE_OK && status == 200) {

@@ -12,7 +12,8 @@
 #  - `svcproxy run` on the test API server: an object holding \u0000 (a
 #    name that cJSON would cut to an existing one) is refused in a watch
 #    event and in a relist, the table stays, and the next good event is
-#    programmed.
+#    programmed; a watch event or list answer over --max-input-bytes is
+#    refused, the table stays until the object fits.
 set -u
 srcdir=${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
 builddir=${top_builddir:-.}
@@ -201,7 +202,7 @@ pids+=($!)
 wait_for 10 in_ns curl -sf http://127.0.0.1:6444/stats || fail "test API server did not start"
 ctl() { in_ns curl -sf -X POST --data-binary "$2" "http://127.0.0.1:6444$1" >/dev/null; }
 write_kubeconfig "$TMP/kubeconfig" "$token"
-start_daemon --kubeconfig "$TMP/kubeconfig"
+start_daemon --kubeconfig "$TMP/kubeconfig" --max-input-bytes 4096
 wait_for 15 has 10.96.0.10 || fail "run: the listed Service was not programmed"
 before=$(table)
 e0=$(metric svcproxy_source_errors_total)
@@ -227,5 +228,21 @@ wait_for 15 has 10.96.0.31 || fail "run: the watch did not resume after the list
 has 10.96.0.10 || fail "run: web lost across the refused list item"
 has 10.96.0.66 && fail "run: the refused list item was programmed"
 echo "ok   run: the list is taken without the refused item, the watch resumes"
+
+# --max-input-bytes bounds the API source too: a watch event over it drops
+# the stream, a list answer over it is refused; the table stays until the
+# object shrinks.
+before=$(table)
+e0=$(metric svcproxy_source_errors_total)
+ctl /apply "$(svc big 10.96.0.99 "$pad")" || fail "cannot apply to the test API server"
+unchanged_after_refusal "$e0" "a watch event over the max_file_bytes limit of 4096 bytes" \
+	"a watch event over --max-input-bytes"
+e0=$(metric svcproxy_source_errors_total)
+ctl /gone null || fail "cannot expire the watch"
+unchanged_after_refusal "$e0" "list answer refused: over the max_file_bytes limit of 4096" \
+	"a list answer over --max-input-bytes"
+ctl /apply "$(svc big 10.96.0.99)" || fail "cannot apply to the test API server"
+wait_for 20 has 10.96.0.99 || fail "run: no recovery once the object fits the limit"
+echo "ok   run: the API source takes the object once it fits the limit"
 stop_daemon
 exit 0
