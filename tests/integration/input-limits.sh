@@ -171,11 +171,20 @@ unchanged_after_refusal "$e1" "nul.json: line 1 column 102: a string holds \\u00
 rm "$TMP/objs/nul.json"
 
 # SIGHUP with the limit raised in the file: the big file is now taken.
-config "$TMP/run.yaml" "maxInputBytes: 1048576"
+config "$TMP/run.yaml" "maxInputBytes: 1048576" "maxJSONItems: 3"
 kill -HUP "$daemon_pid"
 wait_for 10 has 10.96.0.99 || fail "run: SIGHUP did not apply the raised maxInputBytes"
 has 10.96.0.10 || fail "run: web lost after SIGHUP"
 echo "ok   run: SIGHUP applied the file's new maxInputBytes"
+
+# maxJSONItems from the same reload: a List of 4 is refused, the 3 stay.
+before=$(table)
+e0=$(metric svcproxy_source_errors_total)
+list "$(svc web 10.96.0.10)" "$(slice web 10.244.1.5)" "$(svc big 10.96.0.99)" \
+	"$(svc four 10.96.0.44)" >"$TMP/four.json"
+mv "$TMP/four.json" "$TMP/objs/web.json"
+unchanged_after_refusal "$e0" "more than 3 items (the max_items limit); keeping its last good" \
+	"a List over maxJSONItems"
 stop_daemon
 
 # A flag overrides the file: 4096 from the flag beats 100 from the file.
