@@ -130,8 +130,9 @@ if SP_NFT_PERF_HOOK="nft delete table ip svcproxy" sp_in node1 "$PERF" --check \
 	echo "FAIL: a partial sync into a deleted table was not refused"
 	exit 1
 fi
-grep -q 'flush chain ip svcproxy svc-default/web/tcp/[^ ]*: No such file' "$SP_TMP/refused" &&
-	grep -q 'add rule ip svcproxy svc-default/web/tcp/[^ ]* meta l4proto tcp .*dnat ip to 10.244.2.55' "$SP_TMP/refused" || {
+# The endpoint is map data: its element is what is refused, old and new.
+grep -q 'delete element ip svcproxy endpoints-tcp { [^}]* : 10.244.2.5 . 8080 }: No such file' "$SP_TMP/refused" &&
+	grep -q 'add element ip svcproxy endpoints-tcp { [^}]* : 10.244.2.55 . 8080 }: No such file' "$SP_TMP/refused" || {
 	cat "$SP_TMP/refused"
 	echo "FAIL: the refused objects are not named"
 	exit 1
