@@ -110,8 +110,11 @@ run diff >"$SP_TMP/diff" && rc=0 || rc=$?
 	sp_fail "diff in sync: exit $rc, $(wc -l <"$SP_TMP/diff") lines"
 use 300 3 10.200.0.3
 run diff >"$SP_TMP/diff" && rc=0 || rc=$?
-if [ $rc = 2 ] && grep -q '^add element ip svcproxy endpoints-tcp { 10.96.0.1 . 80 . 2 : 10.200.0.3 . 8080 }$' "$SP_TMP/diff"; then
-	sp_ok "diff: shows the change in nft syntax, exit 2"
+# An endpoint is map data: its change touches no rule, so the kernel does
+# not validate the table on commit.
+if [ $rc = 2 ] && grep -q '^add element ip svcproxy endpoints-tcp { 10.96.0.1 . 80 . 2 : 10.200.0.3 . 8080 }$' "$SP_TMP/diff" &&
+	! grep -q 'rule\|chain' "$SP_TMP/diff"; then
+	sp_ok "diff: shows the change in nft syntax (elements only), exit 2"
 else
 	sp_fail "diff with a change: exit $rc: $(head -5 "$SP_TMP/diff")"
 fi

@@ -286,6 +286,52 @@ START_TEST(few_sets_whatever_the_size)
 }
 END_TEST
 
+/* One pick chain per endpoint map and endpoint count in use, whatever the
+ * number of ports, large counts included; affinity ports and ports without
+ * endpoints need none. */
+START_TEST(pick_chains_one_per_count)
+{
+	static const size_t counts[] = {5, 1500, 5, 2000, 1500, 1023, 1024, 7};
+	struct sp_plan_svcport sps[SP_ARRAY_SIZE(counts)] = {0};
+	struct sp_plan p = {0};
+	struct sp_nft_table t = {0};
+	struct sp_buf names;
+
+	for (size_t i = 0; i < SP_ARRAY_SIZE(counts); i++) {
+		sps[i].family = AF_INET;
+		sps[i].protocol = IPPROTO_TCP;
+		sps[i].has_any_endpoints = true;
+		sps[i].cluster.n = counts[i];
+	}
+	sps[7].affinity = true; /* keeps the cascade */
+	sps[0].protocol = IPPROTO_UDP;
+	sps[2].node_port = 30000;
+	sps[2].external_policy_local = true;
+	sps[2].local.n = 2;
+	p.svcports = sps;
+	p.n_svcports = SP_ARRAY_SIZE(sps);
+	t.family = AF_INET;
+	sp_nft_pick_chains(&p, AF_INET, &t);
+	sp_buf_init(&names);
+	sp_buf_add(&names, "");
+	for (size_t i = 0; i < t.n_chains; i++) {
+		sp_buf_addf(&names, "%s\n", t.chains[i].name);
+		ck_assert_uint_eq(t.chains[i].n_rules, 1);
+	}
+	ck_assert_str_eq(names.data, "pick-endpoints-tcp-5\n"
+				     "pick-endpoints-tcp-1023\n"
+				     "pick-endpoints-tcp-1024\n"
+				     "pick-endpoints-tcp-1500\n"
+				     "pick-endpoints-tcp-2000\n"
+				     "pick-endpoints-udp-5\n"
+				     "pick-local-endpoints-tcp-2\n"
+				     "pick-nodeport-endpoints-tcp-5\n"
+				     "pick-local-nodeport-endpoints-tcp-2\n");
+	sp_buf_free(&names);
+	sp_nft_table_free(&t);
+}
+END_TEST
+
 START_TEST(deterministic_text)
 {
 	char *a, *b;
@@ -433,6 +479,7 @@ int main(void)
 	tcase_add_test(tc, ipv6_gets_its_own_table);
 	tcase_add_test(tc, few_sets_whatever_the_size);
 	tcase_add_test(tc, deterministic_text);
+	tcase_add_test(tc, pick_chains_one_per_count);
 	tcase_add_test(tc, rules_roundtrip_through_netlink);
 	tcase_add_test(tc, rules_decode_back);
 	suite_add_tcase(s, tc);
