@@ -1,7 +1,8 @@
 #!/bin/bash
 # nftables mode, the daemon's partial sync (full=false): only the Service
 # ports that changed since the previous plan are lowered and sent. After
-# each step of a sequence of changes (endpoint address, local endpoints and
+# each step of a sequence of changes (endpoint address, endpoint count up
+# and down with its shared pick chain, local endpoints and
 # the shared hairpin map, Services removed and added, an affinity timeout,
 # a Service claiming another's external IP and node port, the IPv6 table
 # vanishing and coming back) the backend's own diff, which reads the table
@@ -42,6 +43,17 @@ step("base", base)
 d = copy.deepcopy(base)
 find(d, "EndpointSlice", "web-a")["endpoints"][1]["addresses"] = ["10.244.2.55"]
 step("endpoint", d)
+# web's endpoint count goes up to four (a count no other port has) and back
+# down: its chain's goto changes, the shared pick chain for four endpoints
+# is created, then deleted again.
+eps = find(d, "EndpointSlice", "web-a")["endpoints"]
+for a in ("10.244.2.56", "10.244.2.57"):
+    extra = copy.deepcopy(eps[1])
+    extra["addresses"] = [a]
+    eps.append(extra)
+step("endpoint-count-up", d)
+del eps[2:]
+step("endpoint-count-down", d)
 # web's local endpoint moves away; a new one becomes local.
 eps = find(d, "EndpointSlice", "web-a")["endpoints"]
 eps[0]["nodeName"] = "node-2"
