@@ -48,6 +48,11 @@ struct sp_config {
 	char *healthz_bind_address;	  /* default 0.0.0.0:10256 */
 	char *metrics_bind_address;	  /* default 127.0.0.1:10249 */
 	char *config_file;		  /* --config, for messages and SIGHUP */
+	/* Source limits (svcproxy.maxInputBytes & co in the file, then
+	 * --max-input-bytes & co); 0 leaves the reader's default. */
+	size_t max_input_bytes;
+	size_t max_json_depth;
+	size_t max_json_items;
 };
 
 void sp_config_init(struct sp_config *cfg); /* kube-proxy's defaults */
@@ -58,5 +63,11 @@ enum sp_mode sp_mode_parse(const char *name);
 /* Read the matching subset of a KubeProxyConfiguration (JSON or YAML) into
  * cfg. Returns 0, or -1 with the reason in diag (file, field, value). */
 int sp_config_load_file(struct sp_config *cfg, const char *path, struct sp_diag *diag);
+
+/* Appended for the configurable source limits (issue 10). */
+struct sp_source_limits;
+
+/* The limits cfg asks for, the reader's default where it sets none. */
+void sp_config_source_limits(const struct sp_config *cfg, struct sp_source_limits *lim);
 
 #endif

@@ -44,9 +44,12 @@ enum sp_nft_stmt_kind {
 	SP_NFT_AFFINITY_UPDATE,	 /* update @set { ip saddr : ADDR } */
 	SP_NFT_DNAT_MAP,	 /* dnat ip to ip saddr map @set : PORT */
 	SP_NFT_DNAT,		 /* dnat ip to ADDR:PORT */
-	SP_NFT_MASQUERADE,	 /* masquerade fully-random */
-	SP_NFT_REJECT,		 /* reject (ICMP port unreachable) */
-	SP_NFT_VERDICT,		 /* accept|drop|return|jump C|goto C */
+	/* dnat ip to <key> . numgen random mod N map @set: the endpoint is
+	 * map data (see docs/nftables-layout.md, "pickmap") */
+	SP_NFT_DNAT_PICK,
+	SP_NFT_MASQUERADE, /* masquerade fully-random */
+	SP_NFT_REJECT,	   /* reject (ICMP port unreachable) */
+	SP_NFT_VERDICT,	   /* accept|drop|return|jump C|goto C */
 };
 
 /* The keys of the table's maps. */
@@ -56,6 +59,9 @@ enum sp_nft_key {
 	SP_NFT_KEY_PROTO_PORT,	     /* meta l4proto . th dport */
 	SP_NFT_KEY_SADDR,	     /* ip saddr (session affinity) */
 	SP_NFT_KEY_SADDR_DADDR,	     /* ip saddr . ip daddr (hairpin) */
+	/* Endpoint maps, one per transport protocol P; data: address . port. */
+	SP_NFT_KEY_DADDR_PORT_SLOT, /* ip daddr . P dport . numgen random mod N */
+	SP_NFT_KEY_PORT_SLOT,	    /* P dport . numgen random mod N (node ports) */
 };
 
 /* Unused fields stay zero, so that two statements compare field by field. */
@@ -66,10 +72,11 @@ struct sp_nft_stmt {
 	struct sp_cidr cidr; /* MATCH_ADDR */
 	struct sp_addr addr; /* DNAT, AFFINITY_UPDATE */
 	uint32_t value;	     /* proto, mark mask, numgen modulus */
+	uint8_t proto;	     /* DNAT_PICK: the map's transport protocol */
 	uint16_t port;	     /* MATCH_DPORT, DNAT, DNAT_MAP (host order) */
-	enum sp_nft_key key; /* VMAP, MATCH_SET */
+	enum sp_nft_key key; /* VMAP, MATCH_SET, DNAT_PICK */
 	int verdict;	     /* VERDICT */
-	char *set;	     /* VMAP, AFFINITY_UPDATE, DNAT_MAP (owned) */
+	char *set;	     /* VMAP, AFFINITY_UPDATE, DNAT_MAP, DNAT_PICK (owned) */
 	char *chain;	     /* VERDICT jump/goto (owned) */
 };
 
@@ -93,14 +100,18 @@ struct sp_nft_chain {
 	size_t n_rules, cap_rules;
 };
 
-/* A map element: key (address, protocol, port as the key needs) and its
- * verdict. Elements are kept sorted by key (sp_nft_elem_cmp). */
+/* A map element: key (address, protocol, port, slot as the key needs) and
+ * its verdict, or for an endpoint map its endpoint. Elements are kept sorted
+ * by key (sp_nft_elem_cmp). */
 struct sp_nft_elem {
 	struct sp_addr addr;
 	uint8_t proto;
 	uint16_t port;
+	uint32_t slot; /* endpoint maps: the numgen draw */
 	int verdict;
-	char *chain; /* jump/goto target (owned) */
+	char *chain;	   /* jump/goto target (owned) */
+	struct sp_addr to; /* endpoint maps: the endpoint */
+	uint16_t to_port;
 };
 
 struct sp_nft_set {
@@ -110,7 +121,8 @@ struct sp_nft_set {
 	 * the endpoint address whose elements time out after timeout_s. */
 	bool affinity;
 	uint32_t timeout_s;
-	bool plain; /* a set of keys, not a map (hairpin) */
+	bool plain;    /* a set of keys, not a map (hairpin) */
+	uint8_t proto; /* endpoint maps: the transport protocol of the key */
 	struct sp_nft_elem *elems;
 	size_t n_elems, cap_elems;
 };
@@ -188,8 +200,25 @@ enum sp_nft_fixed_set {
 	SP_NFT_FS_NOEP_NODEPORTS,
 	SP_NFT_FS_FIREWALL_IPS,
 	SP_NFT_FS_HAIRPIN,
-	SP_NFT_FS_COUNT,
+	/* Endpoint maps (SP_NFT_EPMAP_COUNT kinds x TCP, UDP, SCTP), in the
+	 * order of sp_nft_epmap_index(). */
+	SP_NFT_FS_ENDPOINTS,
+	SP_NFT_FS_COUNT = SP_NFT_FS_ENDPOINTS + 4 * 3,
 };
+
+/* The endpoint maps: by frontend address or by node port, over the
+ * cluster-wide or this node's endpoints. */
+enum sp_nft_epmap {
+	SP_NFT_EPMAP_ADDR,	     /* endpoints-P */
+	SP_NFT_EPMAP_ADDR_LOCAL,     /* local-endpoints-P */
+	SP_NFT_EPMAP_NODEPORT,	     /* nodeport-endpoints-P */
+	SP_NFT_EPMAP_NODEPORT_LOCAL, /* local-nodeport-endpoints-P */
+	SP_NFT_EPMAP_COUNT,
+};
+
+/* Index in the set array of a table's endpoint map; -1 for a protocol
+ * without one. */
+int sp_nft_epmap_index(enum sp_nft_epmap kind, uint8_t proto);
 
 /* Lower only the given Service ports, for an incremental sync: one table
  * per family (both always), each holding the fixed maps with only these
@@ -199,6 +228,12 @@ enum sp_nft_fixed_set {
  * these ports). */
 size_t sp_nft_lower_svcports(const struct sp_plan *plan, const struct sp_plan_svcport *const *sps,
 			     size_t n, struct sp_nft_ruleset *out);
+
+/* Append to t the shared pick chains ("pick-<endpoint map>-<n>", one rule
+ * each) that the plan's Service ports of this family go to, in a fixed
+ * order. The full lowering ends with them; an incremental sync compares
+ * them with the programmed ones. */
+void sp_nft_pick_chains(const struct sp_plan *plan, int family, struct sp_nft_table *t);
 
 /* `nft -f` text. */
 void sp_nft_print_ruleset(const struct sp_nft_ruleset *rs, struct sp_buf *out);

@@ -41,6 +41,9 @@ void sp_buf_add(struct sp_buf *b, const char *s);
 void sp_buf_addn(struct sp_buf *b, const char *s, size_t n);
 void sp_buf_addf(struct sp_buf *b, const char *fmt, ...) SP_PRINTF(2, 3);
 void sp_buf_vaddf(struct sp_buf *b, const char *fmt, va_list ap);
+/* s (NULL as "") as a JSON string, quotes included, control characters,
+ * quote and backslash escaped. */
+void sp_buf_add_json_string(struct sp_buf *b, const char *s);
 /* Hand the text to the caller, who frees it; the buffer is left empty. */
 char *sp_buf_steal(struct sp_buf *b);
 

@@ -45,7 +45,6 @@ struct sp_cli {
 	char *state_dir;  /* conntrack: where the last programmed plan is kept */
 	char *kubeconfig; /* run: API server access */
 	bool in_cluster;
-	struct sp_source_limits limits; /* --max-input-bytes & co */
 	/* Kept for SIGHUP, which rebuilds the configuration from them. */
 	int argc;
 	char **argv;
@@ -78,8 +77,8 @@ static const char sp_usage[] =
 	"  --ipvs-capture MODE          per-port (default) or whole-address\n"
 	"  --config FILE                a KubeProxyConfiguration (JSON or YAML)\n"
 	"  -o, --output FORMAT          text (default) or json (plan)\n"
-	"  --max-input-bytes N          plan, sync, diff: refuse a source file larger\n"
-	"                               than N bytes (default 67108864, 64 MiB)\n"
+	"  --max-input-bytes N          refuse a source file (run: also an API list\n"
+	"                               answer) larger than N bytes (default 67108864)\n"
 	"  --max-json-depth N           ... or one nested deeper than N (default 64)\n"
 	"  --max-json-items N           ... or one with more than N entries in one array or\n"
 	"                               object (default 100000)\n"
@@ -378,12 +377,11 @@ static bool sp_cli_apply_option(struct sp_cli *cli, struct sp_config *cfg, int o
 		sp_cli_replace(&cfg->metrics_bind_address, arg);
 		return true;
 	case OPT_MAX_INPUT_BYTES:
-		return sp_cli_parse_limit("max-input-bytes", arg, &cli->limits.max_file_bytes,
-					  diag);
+		return sp_cli_parse_limit("max-input-bytes", arg, &cfg->max_input_bytes, diag);
 	case OPT_MAX_JSON_DEPTH:
-		return sp_cli_parse_limit("max-json-depth", arg, &cli->limits.max_depth, diag);
+		return sp_cli_parse_limit("max-json-depth", arg, &cfg->max_json_depth, diag);
 	case OPT_MAX_JSON_ITEMS:
-		return sp_cli_parse_limit("max-json-items", arg, &cli->limits.max_items, diag);
+		return sp_cli_parse_limit("max-json-items", arg, &cfg->max_json_items, diag);
 	}
 	return false;
 }
@@ -435,7 +433,6 @@ static bool sp_cli_build_config(struct sp_cli *cli, struct sp_config *cfg, struc
 	int opt;
 
 	sp_config_init(cfg);
-	sp_source_limits_default(&cli->limits);
 	if (!sp_cli_load_config_first(cfg, cli->argc, cli->argv, diag))
 		return false;
 	optind = 0; /* glibc: 0 restarts the scan from scratch */
@@ -501,10 +498,12 @@ static int sp_cli_parse(struct sp_cli *cli, int argc, char **argv, struct sp_dia
 static int sp_cli_read_sources(const struct sp_cli *cli, struct sp_cluster *cluster,
 			       struct sp_diag *diag)
 {
+	struct sp_source_limits lim;
 	int worst = 0;
 
+	sp_config_source_limits(&cli->cfg, &lim);
 	for (size_t i = 0; i < cli->n_sources; i++) {
-		int r = sp_source_read_path(cluster, cli->sources[i], &cli->limits, diag);
+		int r = sp_source_read_path(cluster, cli->sources[i], &lim, diag);
 
 		if (r < 0)
 			worst = -1;

@@ -301,7 +301,6 @@ static void do_sync(struct sp_daemon *d, bool full)
 	struct sp_diag diag;
 	struct sp_sync_stats stats = {0};
 	struct sp_ct_stats ct_stats = {0};
-	char *rules_text = NULL, *old_rules = NULL;
 	int64_t start = mono_now(), end, real;
 	double secs;
 	int r;
@@ -332,17 +331,6 @@ static void do_sync(struct sp_daemon *d, bool full)
 		sp_ct_tracker_sync(d->ct, &plan, &ct_stats, &diag);
 	sp_dlog_diag(&d->dedup_sync, &diag, NULL);
 
-	/* The plan's text for /rules, printed outside the lock: at 10,000
-	 * Services it takes a while, and /healthz must not wait for it. */
-	if (r >= 0 && d->ops->print_plan) {
-		struct sp_buf text;
-
-		sp_buf_init(&text);
-		d->ops->print_plan(&plan, &text);
-		rules_text = sp_buf_steal(&text);
-		sp_buf_free(&text);
-	}
-
 	pthread_mutex_lock(&d->sh.lock);
 	d->sh.m.conntrack_flushed_total += ct_stats.entries_deleted;
 	sp_dhist_observe(&d->sh.m.sync_duration, secs);
@@ -364,11 +352,8 @@ static void do_sync(struct sp_daemon *d, bool full)
 		for (size_t i = 0; i < d->n_triggers; i++)
 			sp_dhist_observe(&d->sh.m.netprog, max64(real - d->triggers[i], 0) / 1e9);
 		publish_plan(d, &plan);
-		old_rules = d->sh.rules_text;
-		d->sh.rules_text = rules_text;
 	}
 	pthread_mutex_unlock(&d->sh.lock);
-	free(old_rules);
 
 	if (r < 0) {
 		if (!d->failing)
@@ -403,6 +388,8 @@ static void do_sync(struct sp_daemon *d, bool full)
 			d->last_full_ns = end;
 	}
 	sync_hc_servers(d);
+	if (r >= 0)
+		sp_dshared_set_plan(&d->sh, &plan);
 	sp_plan_free(&plan);
 	sp_dcluster_release(&c);
 	/* Decoding a large source leaves glibc's heap full of freed pages;
@@ -489,6 +476,17 @@ static void rebind_http(struct sp_daemon *d, const char *old_healthz, const char
 	sp_diag_free(&diag);
 }
 
+/* The sources read under the configuration's limits; the API source
+ * borrows d->lim, the file source keeps a copy. */
+static void apply_limits(struct sp_daemon *d)
+{
+	sp_config_source_limits(d->cfg, &d->lim);
+	if (d->files)
+		sp_dfiles_set_limits(d->files, &d->lim);
+	sp_dlog(SP_LOG_INFO, "source limits: %zu bytes, %zu levels, %zu items",
+		d->lim.max_file_bytes, d->lim.max_depth, d->lim.max_items);
+}
+
 /* Swap in a configuration rebuilt by the caller's reload function. */
 static void reload_config(struct sp_daemon *d)
 {
@@ -522,6 +520,7 @@ static void reload_config(struct sp_daemon *d)
 	if (rebind)
 		rebind_http(d, old.healthz_bind_address, old.metrics_bind_address);
 	sp_config_free(&old);
+	apply_limits(d);
 	/* The backend may keep what it read from the old configuration: open
 	 * a fresh one (its first sync is full, from the kernel's state). */
 	if (d->be)
@@ -725,8 +724,9 @@ int sp_daemon_run(const struct sp_daemon_opts *opts, struct sp_diag *diag)
 	d.cfg = opts->cfg;
 	d.ops = opts->ops;
 	d.epfd = d.sig_w.fd = d.sync_w.fd = d.wd_w.fd = -1;
-	sp_source_limits_default(&d.lim);
+	apply_limits(&d);
 	sp_dshared_init(&d.sh, sp_mode_name(opts->ops->mode), 2 * sync_period_ns(&d));
+	d.sh.print_plan = opts->ops->print_plan;
 	/* Like kube-proxy, count from the start: no sync within the timeout
 	 * is unhealthy. */
 	d.sh.pending_since_ns = mono_now();

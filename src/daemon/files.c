@@ -35,6 +35,9 @@ struct sp_dfile {
 	uint64_t hash;
 	struct sp_dstore good; /* objects of the last good content */
 	bool bad;	       /* the current content was rejected */
+	/* The limits changed since good was decoded: decode every object
+	 * again instead of reusing good's decodings. */
+	bool redecode;
 };
 
 struct sp_dsrc {
@@ -227,6 +230,17 @@ void sp_dfiles_close(struct sp_dfiles *f)
 	free(f);
 }
 
+void sp_dfiles_set_limits(struct sp_dfiles *f, const struct sp_source_limits *lim)
+{
+	if (!memcmp(&f->lim, lim, sizeof(*lim)))
+		return;
+	f->lim = *lim;
+	for (size_t i = 0; i < f->n_files; i++) {
+		f->files[i].read_once = false;
+		f->files[i].redecode = true;
+	}
+}
+
 /* Index of path in f->files, or where it would go (*found false). */
 static size_t file_find(const struct sp_dfiles *f, const char *path, bool *found)
 {
@@ -280,10 +294,13 @@ static char *slurp(struct sp_dfiles *f, const char *path, size_t *len, int64_t *
 		*err = errno;
 		return NULL;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
-		*err = errno ? errno : EFBIG;
-		if (!S_ISREG(st.st_mode))
-			*err = EISDIR;
+	if (fstat(fd, &st) < 0) {
+		*err = errno;
+		close(fd);
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode) || (uintmax_t)st.st_size > max) {
+		*err = S_ISREG(st.st_mode) ? EFBIG : EISDIR;
 		close(fd);
 		return NULL;
 	}
@@ -374,7 +391,7 @@ static bool decode_doc(struct sp_dfiles *f, struct sp_dfile *e, cJSON *doc, stru
 		sp_diag_free(&check);
 		return false;
 	}
-	sp_dstore_add_doc_from(next, doc, &e->good);
+	sp_dstore_add_doc_from(next, doc, e->redecode ? NULL : &e->good);
 	for (size_t i = 0; i < next->n; i++) {
 		const struct sp_dobj *o = &next->objs[i];
 
@@ -387,6 +404,29 @@ static bool decode_doc(struct sp_dfiles *f, struct sp_dfile *e, cJSON *doc, stru
 					      o->diag.msgs[j].text);
 	}
 	return ok;
+}
+
+/* cJSON would end a string at "\u0000" and hand back a shorter name or
+ * value: refused as the one-shot reader refuses it. */
+static bool nul_refused(const char *path, const char *text, size_t len, struct sp_diag *diag)
+{
+	size_t at = sp_src_find_escaped_nul(text, len), line = 1, col = 1;
+
+	if (at == len)
+		return false;
+	for (size_t i = 0; i < at; i++) {
+		if (text[i] == '\n') {
+			line++;
+			col = 1;
+		} else {
+			col++;
+		}
+	}
+	sp_diag_error(diag,
+		      "%s: line %zu column %zu: a string holds \\u0000 (NUL), which no "
+		      "Kubernetes name or value can hold; keeping its last good content",
+		      path, line, col);
+	return true;
 }
 
 /* The directory the source reads from is still there. */
@@ -412,9 +452,17 @@ static bool reread(struct sp_dfiles *f, const struct sp_dsrc *s, const char *pat
 	uint64_t hash;
 	const char *text = slurp(f, path, &len, &mtime_ns, &err);
 	cJSON *doc;
-	bool found;
+	bool found, nul;
 	size_t at;
 
+	if (!text && err == EFBIG) {
+		sp_diag_error(diag,
+			      "%s: over the max_file_bytes limit of %zu bytes; keeping its last "
+			      "good content",
+			      path, f->lim.max_file_bytes);
+		(*n_bad)++;
+		return false;
+	}
 	if (!text) {
 		at = file_find(f, path, &found);
 		if ((err == ENOENT || err == ENOTDIR) && src_present(s))
@@ -431,23 +479,27 @@ static bool reread(struct sp_dfiles *f, const struct sp_dsrc *s, const char *pat
 	e->read_once = true;
 	e->len = len;
 	e->hash = hash;
-	doc = cJSON_ParseWithLength(text, len);
+	nul = nul_refused(path, text, len, diag);
+	doc = nul ? NULL : cJSON_ParseWithLength(text, len);
 	if (f->buf_cap > BUF_KEEP) {
 		free(f->buf);
 		f->buf = NULL;
 		f->buf_cap = 0;
 	}
 	if (!doc) {
-		sp_diag_error(diag,
-			      "%s: not valid JSON (half written?); keeping its last good content",
-			      path);
+		if (!nul)
+			sp_diag_error(diag,
+				      "%s: not valid JSON (half written?); keeping its last good "
+				      "content",
+				      path);
 		e->bad = true;
 		(*n_bad)++;
 		return false;
 	}
 	sp_dstore_init(&next, e->path, &f->lim);
 	if (!decode_doc(f, e, doc, &next, diag)) {
-		sp_dstore_give_back(&next, &e->good);
+		if (!e->redecode)
+			sp_dstore_give_back(&next, &e->good);
 		sp_dstore_free(&next);
 		cJSON_Delete(doc);
 		e->bad = true;
@@ -456,6 +508,7 @@ static bool reread(struct sp_dfiles *f, const struct sp_dsrc *s, const char *pat
 	}
 	cJSON_Delete(doc);
 	e->bad = false;
+	e->redecode = false;
 	if (ch->trig) {
 		int64_t now = sp_dclock_ns(CLOCK_REALTIME);
 

@@ -19,6 +19,9 @@ struct sp_dfiles;
 struct sp_dfiles *sp_dfiles_open(const char *const *paths, size_t n,
 				 const struct sp_source_limits *lim, struct sp_diag *diag);
 void sp_dfiles_close(struct sp_dfiles *f);
+/* New limits (SIGHUP): every file is judged again under them at the next
+ * full update, even one whose content did not change. */
+void sp_dfiles_set_limits(struct sp_dfiles *f, const struct sp_source_limits *lim);
 int sp_dfiles_fd(const struct sp_dfiles *f);
 /* Drain the inotify events and re-read what they touched (all: re-read and
  * re-watch everything, for SIGHUP). Returns true when the objects in force

@@ -4,11 +4,15 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 struct sp_dhc_server {
 	uint16_t port;
@@ -16,11 +20,24 @@ struct sp_dhc_server {
 	struct sp_dhttp *owner;
 };
 
+/* Health-check servers come one per Local Service with a node port (a
+ * thousand in the 10,000-Service benchmark), each probed every few seconds.
+ * One thread serves them all: each server runs without a thread of its own,
+ * and its epoll descriptor sits in the poller's epoll set, keyed by port. */
+struct sp_dhc_poller {
+	pthread_t thread;
+	bool running;
+	int epfd;
+	int stop_fd;	      /* eventfd: the poller exits when it is readable */
+	pthread_mutex_t lock; /* the server list, against sp_dhttp_sync_hc */
+};
+
 struct sp_dhttp {
 	struct sp_dshared *sh;
 	struct MHD_Daemon *healthz;
 	struct MHD_Daemon *metrics;
-	struct sp_dhc_server **hc;
+	struct sp_dhc_poller poller;
+	struct sp_dhc_server **hc; /* under poller.lock once the poller runs */
 	size_t n_hc, cap_hc;
 };
 
@@ -164,9 +181,11 @@ static enum MHD_Result on_metrics(void *cls, struct MHD_Connection *conn, const 
 		return reply(conn, MHD_HTTP_OK, "text/plain; charset=utf-8", &body);
 	}
 	if (!strcmp(url, "/rules")) {
-		pthread_mutex_lock(&sh->lock);
-		sp_buf_add(&body, sh->rules_text ? sh->rules_text : "");
-		pthread_mutex_unlock(&sh->lock);
+		struct sp_dplan_ref *ref = sp_dshared_get_plan(sh);
+
+		if (ref && sh->print_plan)
+			sh->print_plan(&ref->plan, &body);
+		sp_dshared_put_plan(sh, ref);
 		return reply(conn, MHD_HTTP_OK, "text/plain; charset=utf-8", &body);
 	}
 	if (!strcmp(url, "/healthz")) {
@@ -223,9 +242,9 @@ static enum MHD_Result on_hc(void *cls, struct MHD_Connection *conn, const char 
 }
 
 static struct MHD_Daemon *serve(const struct sockaddr_storage *ss, MHD_AccessHandlerCallback cb,
-				void *cls, struct sp_diag *diag, const char *what)
+				void *cls, bool own_thread, struct sp_diag *diag, const char *what)
 {
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
+	unsigned flags = MHD_USE_EPOLL | (own_thread ? MHD_USE_INTERNAL_POLLING_THREAD : 0);
 	uint16_t port;
 	struct MHD_Daemon *d;
 
@@ -247,6 +266,101 @@ static struct MHD_Daemon *serve(const struct sockaddr_storage *ss, MHD_AccessHan
 	return d;
 }
 
+static struct sp_dhc_server *hc_find(struct sp_dhttp *h, uint16_t port)
+{
+	for (size_t i = 0; i < h->n_hc; i++)
+		if (h->hc[i]->port == port)
+			return h->hc[i];
+	return NULL;
+}
+
+/* MHD closes idle connections only when it runs: run every server that
+ * holds one (it then has a timeout) about once a second. */
+static void hc_run_timeouts(struct sp_dhttp *h)
+{
+	for (size_t i = 0; i < h->n_hc; i++) {
+		MHD_UNSIGNED_LONG_LONG ms;
+
+		if (MHD_get_timeout(h->hc[i]->d, &ms) == MHD_YES)
+			MHD_run(h->hc[i]->d);
+	}
+}
+
+static void *hc_poll(void *arg)
+{
+	struct sp_dhttp *h = arg;
+	struct epoll_event evs[64];
+	int64_t last_sweep = sp_dclock_ns(CLOCK_MONOTONIC);
+
+	for (;;) {
+		int n = epoll_wait(h->poller.epfd, evs, SP_ARRAY_SIZE(evs), 1000);
+		int64_t now = sp_dclock_ns(CLOCK_MONOTONIC);
+
+		if (n < 0 && errno != EINTR)
+			return NULL; /* only on a broken epoll set: a bug */
+		pthread_mutex_lock(&h->poller.lock);
+		for (int i = 0; i < n; i++) {
+			struct sp_dhc_server *srv;
+
+			if (evs[i].data.u64 == UINT64_MAX) {
+				pthread_mutex_unlock(&h->poller.lock);
+				return NULL;
+			}
+			/* By port, not by pointer: the server may have been
+			 * stopped since epoll_wait returned. */
+			srv = hc_find(h, (uint16_t)evs[i].data.u64);
+			if (srv)
+				MHD_run(srv->d);
+		}
+		if (now - last_sweep >= 1000000000) {
+			hc_run_timeouts(h);
+			last_sweep = now;
+		}
+		pthread_mutex_unlock(&h->poller.lock);
+	}
+}
+
+static int hc_poller_start(struct sp_dhttp *h, struct sp_diag *diag)
+{
+	struct sp_dhc_poller *p = &h->poller;
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = UINT64_MAX};
+	int err;
+
+	p->epfd = epoll_create1(EPOLL_CLOEXEC);
+	p->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (p->epfd < 0 || p->stop_fd < 0 || epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->stop_fd, &ev)) {
+		sp_diag_error(diag, "health check servers: %s", strerror(errno));
+		return -1;
+	}
+	pthread_mutex_init(&p->lock, NULL);
+	err = pthread_create(&p->thread, NULL, hc_poll, h);
+	if (err) {
+		pthread_mutex_destroy(&p->lock);
+		sp_diag_error(diag, "health check servers: thread: %s", strerror(err));
+		return -1;
+	}
+	p->running = true;
+	return 0;
+}
+
+static void hc_poller_stop(struct sp_dhc_poller *p)
+{
+	uint64_t one = 1;
+
+	if (p->running) {
+		if (write(p->stop_fd, &one, sizeof(one)) != sizeof(one))
+			abort(); /* an eventfd write of 1 cannot fail */
+		pthread_join(p->thread, NULL);
+		pthread_mutex_destroy(&p->lock);
+		p->running = false;
+	}
+	if (p->epfd >= 0)
+		close(p->epfd);
+	if (p->stop_fd >= 0)
+		close(p->stop_fd);
+	p->epfd = p->stop_fd = -1;
+}
+
 struct sp_dhttp *sp_dhttp_start(struct sp_dshared *sh, const char *healthz_addr,
 				const char *metrics_addr, struct sp_diag *diag)
 {
@@ -254,18 +368,21 @@ struct sp_dhttp *sp_dhttp_start(struct sp_dshared *sh, const char *healthz_addr,
 	struct sockaddr_storage ss;
 
 	h->sh = sh;
+	h->poller.epfd = h->poller.stop_fd = -1;
+	if (hc_poller_start(h, diag) < 0)
+		goto fail;
 	if (healthz_addr && *healthz_addr) {
 		if (sp_dhttp_parse_addr(healthz_addr, &ss, diag) < 0)
 			goto fail;
 		if (((struct sockaddr_in *)&ss)->sin_port &&
-		    !(h->healthz = serve(&ss, on_health, sh, diag, "healthz")))
+		    !(h->healthz = serve(&ss, on_health, sh, true, diag, "healthz")))
 			goto fail;
 	}
 	if (metrics_addr && *metrics_addr) {
 		if (sp_dhttp_parse_addr(metrics_addr, &ss, diag) < 0)
 			goto fail;
 		if (((struct sockaddr_in *)&ss)->sin_port &&
-		    !(h->metrics = serve(&ss, on_metrics, sh, diag, "metrics")))
+		    !(h->metrics = serve(&ss, on_metrics, sh, true, diag, "metrics")))
 			goto fail;
 	}
 	return h;
@@ -276,8 +393,11 @@ fail:
 
 static void hc_stop(struct sp_dhc_server *srv)
 {
-	if (srv->d)
-		MHD_stop_daemon(srv->d);
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_EPOLL_FD);
+
+	if (info)
+		epoll_ctl(srv->owner->poller.epfd, EPOLL_CTL_DEL, info->epoll_fd, NULL);
+	MHD_stop_daemon(srv->d);
 	free(srv);
 }
 
@@ -289,6 +409,7 @@ void sp_dhttp_stop(struct sp_dhttp *h)
 		MHD_stop_daemon(h->healthz);
 	if (h->metrics)
 		MHD_stop_daemon(h->metrics);
+	hc_poller_stop(&h->poller);
 	for (size_t i = 0; i < h->n_hc; i++)
 		hc_stop(h->hc[i]);
 	free(h->hc);
@@ -301,6 +422,51 @@ static bool port_wanted(const uint16_t *ports, size_t n, uint16_t port)
 		if (ports[i] == port)
 			return true;
 	return false;
+}
+
+/* A health-check server for port, registered with the poller; NULL (and
+ * diag) when it cannot listen. */
+static struct sp_dhc_server *hc_start(struct sp_dhttp *h, uint16_t port, struct sp_diag *diag)
+{
+	struct sp_dhc_server *srv = sp_xcalloc(1, sizeof(*srv));
+	struct sockaddr_storage ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	const union MHD_DaemonInfo *info;
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = port};
+	struct sp_diag v6diag;
+
+	srv->port = port;
+	srv->owner = h;
+	/* Every node address, as kube-proxy listens without
+	 * --nodeport-addresses; IPv4-only hosts fall back. */
+	memset(&ss, 0, sizeof(ss));
+	s6->sin6_family = AF_INET6;
+	s6->sin6_port = htons(port);
+	s6->sin6_addr = in6addr_any;
+	sp_diag_init(&v6diag);
+	srv->d = serve(&ss, on_hc, srv, false, &v6diag, "health check");
+	sp_diag_free(&v6diag);
+	if (!srv->d) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+		memset(&ss, 0, sizeof(ss));
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		srv->d = serve(&ss, on_hc, srv, false, diag, "health check");
+	}
+	if (!srv->d) {
+		free(srv);
+		return NULL;
+	}
+	info = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_EPOLL_FD);
+	if (!info || epoll_ctl(h->poller.epfd, EPOLL_CTL_ADD, info->epoll_fd, &ev)) {
+		sp_diag_error(diag, "health check server on port %u: cannot poll: %s", port,
+			      info ? strerror(errno) : "no epoll descriptor");
+		MHD_stop_daemon(srv->d);
+		free(srv);
+		return NULL;
+	}
+	return srv;
 }
 
 void sp_dhttp_sync_hc(struct sp_dhttp *h, struct sp_diag *diag)
@@ -316,6 +482,9 @@ void sp_dhttp_sync_hc(struct sp_dhttp *h, struct sp_diag *diag)
 		want[i] = sh->hc[i].port;
 	pthread_mutex_unlock(&sh->lock);
 
+	/* Not under sh->lock: the poller holds its lock while a request
+	 * takes sh->lock. */
+	pthread_mutex_lock(&h->poller.lock);
 	for (size_t i = 0; i < h->n_hc; i++) {
 		if (port_wanted(want, n_want, h->hc[i]->port))
 			h->hc[kept++] = h->hc[i];
@@ -324,42 +493,15 @@ void sp_dhttp_sync_hc(struct sp_dhttp *h, struct sp_diag *diag)
 	}
 	h->n_hc = kept;
 	for (size_t i = 0; i < n_want; i++) {
-		struct sockaddr_storage ss;
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
 		struct sp_dhc_server *srv;
-		struct sp_diag v6diag;
-		bool running = false;
 
-		for (size_t j = 0; j < h->n_hc; j++)
-			running |= h->hc[j]->port == want[i];
-		if (running)
+		if (hc_find(h, want[i]))
 			continue;
-		srv = sp_xcalloc(1, sizeof(*srv));
-		srv->port = want[i];
-		srv->owner = h;
-		/* Every node address, as kube-proxy listens without
-		 * --nodeport-addresses; IPv4-only hosts fall back. */
-		memset(&ss, 0, sizeof(ss));
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(want[i]);
-		s6->sin6_addr = in6addr_any;
-		sp_diag_init(&v6diag);
-		srv->d = serve(&ss, on_hc, srv, &v6diag, "health check");
-		sp_diag_free(&v6diag);
-		if (!srv->d) {
-			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-
-			memset(&ss, 0, sizeof(ss));
-			s4->sin_family = AF_INET;
-			s4->sin_port = htons(want[i]);
-			srv->d = serve(&ss, on_hc, srv, diag, "health check");
-		}
-		if (!srv->d) {
-			free(srv);
-			continue;
-		}
-		*(struct sp_dhc_server **)sp_array_push(&h->hc, &h->n_hc, &h->cap_hc,
-							sizeof(*h->hc)) = srv;
+		srv = hc_start(h, want[i], diag);
+		if (srv)
+			*(struct sp_dhc_server **)sp_array_push(&h->hc, &h->n_hc, &h->cap_hc,
+								sizeof(*h->hc)) = srv;
 	}
+	pthread_mutex_unlock(&h->poller.lock);
 	free(want);
 }

@@ -1,10 +1,11 @@
-/* The daemon's HTTP servers (libmicrohttpd, each on its own internal
- * thread): health (/healthz, /livez), metrics (/metrics, /proxyMode, /rules)
- * and one health-check server per Local Service's healthCheckNodePort.
- * Internal threads rather than the loop's epoll on purpose: a sync stuck in
- * the kernel (an xtables lock, a slow commit) must show up as a 503 on
- * /healthz, not as a probe timeout, and this needs an answer while the loop
- * is blocked. They only read struct sp_dshared, under its lock. */
+/* The daemon's HTTP servers (libmicrohttpd): health (/healthz, /livez) and
+ * metrics (/metrics, /proxyMode, /rules) each on its own thread, and one
+ * health-check server per Local Service's healthCheckNodePort, all of those
+ * served by one more thread. Threads rather than the loop's epoll on
+ * purpose: a sync stuck in the kernel (an xtables lock, a slow commit) must
+ * show up as a 503 on /healthz, not as a probe timeout, and this needs an
+ * answer while the loop is blocked. They only read struct sp_dshared, under
+ * its lock. */
 #ifndef SP_DAEMON_HTTP_H
 #define SP_DAEMON_HTTP_H
 

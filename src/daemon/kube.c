@@ -36,6 +36,7 @@ struct kres {
 	bool synced;
 	bool relist;  /* a 410 was seen: list again */
 	bool garbage; /* the stream broke the protocol */
+	bool too_big; /* the answer or one watch event passed max_file_bytes */
 	bool got_event;
 	CURL *easy;
 	struct curl_slist *hdrs;
@@ -208,7 +209,7 @@ static void request(struct kres *r, bool watch)
 	if (!r->easy)
 		abort();
 	sp_buf_reset(&r->body);
-	r->garbage = r->relist = r->got_event = false;
+	r->garbage = r->relist = r->got_event = r->too_big = false;
 	r->hdrs = curl_slist_append(NULL, "Accept: application/json");
 	if (token) {
 		char *h = sp_xasprintf("Authorization: Bearer %s", token);
@@ -324,7 +325,6 @@ static void on_backoff_timer(struct sp_dwatch *w, uint32_t events)
 
 /* ---- objects ---- */
 
-
 /* Lists leave kind out of their items; the model reader needs it. */
 static void complete(struct kres *r, cJSON *obj)
 {
@@ -350,9 +350,27 @@ static void set_rv(struct kres *r, const char *rv)
 	r->rv = sp_xstrdup(rv);
 }
 
+/* cJSON ends a string at "\u0000" and hands back a shorter name or value,
+ * so an object holding one could change another: a watch event or list item
+ * holding one is refused (as the one-shot reader refuses such a file) and the
+ * object keeps its last good state. A watch goes on past it, or the server
+ * would send it again. */
+static void refuse_nul_object(struct kres *r, const cJSON *obj, const char *what)
+{
+	const char *ns = sp_djson_str(obj, "metadata.namespace");
+	const char *name = sp_djson_str(obj, "metadata.name");
+
+	sp_dlog(SP_LOG_ERROR,
+		"API %s: %s for %s %s%s%s: a string holds \\u0000 (NUL), which no Kubernetes "
+		"name or value can hold; refused, the object keeps its last good state",
+		r->name, what, r->kind, ns ? ns : "", ns ? "/" : "", name ? name : "?");
+	bump(r->k, &r->k->o.sh->m.source_errors_total);
+}
+
 /* One watch event line. Returns false when the stream must be dropped. */
 static bool on_event(struct kres *r, const char *line, size_t len)
 {
+	bool has_nul = sp_src_find_escaped_nul(line, len) < len;
 	cJSON *ev = cJSON_ParseWithLength(line, len);
 	const char *type = sp_djson_str(ev, "type");
 	cJSON *obj = ev ? cJSON_DetachItemFromObjectCaseSensitive(ev, "object") : NULL;
@@ -385,6 +403,10 @@ static bool on_event(struct kres *r, const char *line, size_t len)
 			r->kind);
 		r->garbage = true;
 		ok = false;
+	} else if (has_nul) {
+		set_rv(r, sp_djson_str(obj, "metadata.resourceVersion"));
+		r->got_event = true;
+		refuse_nul_object(r, obj, "watch event");
 	} else {
 		/* No since_ns: the first list is not timed at all (below),
 		 * so whatever a watch event carries changed after it. */
@@ -420,19 +442,22 @@ static long status_of(struct kres *r)
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	struct kres *r = userdata;
-	size_t n = size * nmemb;
+	size_t n = size * nmemb, max_bytes = r->k->o.lim->max_file_bytes;
 	char *nl;
 
 	sp_buf_addn(&r->body, ptr, n);
 	if (r->phase != K_WATCHING || status_of(r) != 200) {
-		if (r->body.len > r->k->o.lim->max_file_bytes)
-			return 0;
-		return n;
+		r->too_big = r->body.len > max_bytes;
+		return r->too_big ? 0 : n;
 	}
 	while ((nl = memchr(r->body.data, '\n', r->body.len))) {
 		size_t len = (size_t)(nl - r->body.data);
 		bool blank = true;
 
+		if (len > max_bytes) {
+			r->garbage = r->too_big = true;
+			return 0;
+		}
 		for (size_t i = 0; i < len && blank; i++)
 			blank = r->body.data[i] == ' ' || r->body.data[i] == '\r';
 		if (!blank && !on_event(r, r->body.data, len))
@@ -441,23 +466,57 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 		r->body.len -= len + 1;
 		r->body.data[r->body.len] = '\0';
 	}
-	if (r->body.len > MAX_LINE) {
+	if (r->body.len > MAX_LINE || r->body.len > max_bytes) {
 		r->garbage = true;
+		r->too_big = r->body.len > max_bytes;
 		return 0;
 	}
 	return n;
 }
 
+static void list_refused(struct kres *r, const char *why)
+{
+	bump(r->k, &r->k->o.sh->m.source_errors_total);
+	free(r->cont);
+	r->cont = NULL;
+	sp_dstore_free(&r->listing);
+	backoff(r, why);
+	r->relist = true;
+}
+
+/* A listed object holding \u0000 is refused alone, like a watch event:
+ * the version in force stays, if there is one. */
+static void keep_last_good(struct kres *r, const cJSON *it)
+{
+	const struct sp_dobj *old = sp_dstore_get(&r->store, it);
+	cJSON *copy;
+
+	refuse_nul_object(r, it, "list item");
+	if (!old)
+		return;
+	copy = sp_dobj_decode(old);
+	if (!copy)
+		abort(); /* cJSON only fails to parse its own output when out of memory */
+	sp_dstore_put(&r->listing, copy, NULL);
+}
+
 static void list_done(struct kres *r, CURLcode res, long status)
 {
+	size_t *bad = NULL, n_bad = 0, next_bad = 0, index = 0;
 	cJSON *doc, *items, *it;
 	const char *cont;
 	struct sp_dtriggers trig = {0};
 	struct sp_dchanges ch = {.trig = &trig};
+	char why[CURL_ERROR_SIZE + 64];
 
+	if (r->too_big) {
+		snprintf(why, sizeof(why),
+			 "list answer refused: over the max_file_bytes limit of %zu bytes",
+			 r->k->o.lim->max_file_bytes);
+		list_refused(r, why);
+		return;
+	}
 	if (res != CURLE_OK || status != 200) {
-		char why[CURL_ERROR_SIZE + 64];
-
 		if (status == 410 && r->cont) {
 			/* The continue token expired: the list starts over. */
 			free(r->cont);
@@ -473,25 +532,34 @@ static void list_done(struct kres *r, CURLcode res, long status)
 		r->relist = true;
 		return;
 	}
+	if (!sp_djson_nul_items(r->body.data, r->body.len, &bad, &n_bad)) {
+		list_refused(r, "list answer refused: a string outside its items holds \\u0000 "
+				"(NUL), which no Kubernetes name or value can hold");
+		return;
+	}
 	doc = cJSON_ParseWithLength(r->body.data, r->body.len);
 	items = cJSON_GetObjectItemCaseSensitive(doc, "items");
 	if (!doc || !(cJSON_IsArray(items) || cJSON_IsNull(items))) {
 		cJSON_Delete(doc);
-		bump(r->k, &r->k->o.sh->m.source_errors_total);
-		free(r->cont);
-		r->cont = NULL;
-		sp_dstore_free(&r->listing);
-		backoff(r, "list answer is not a list");
-		r->relist = true;
+		free(bad);
+		list_refused(r, "list answer is not a list");
 		return;
 	}
 	cJSON_ArrayForEach(it, items)
 	{
+		bool refused = next_bad < n_bad && bad[next_bad] == index;
+
+		next_bad += refused;
+		index++;
 		if (!plausible(r, it))
 			continue;
 		complete(r, it);
-		sp_dstore_put(&r->listing, cJSON_Duplicate(it, true), NULL);
+		if (refused)
+			keep_last_good(r, it);
+		else
+			sp_dstore_put(&r->listing, cJSON_Duplicate(it, true), NULL);
 	}
+	free(bad);
 	cont = sp_djson_str(doc, "metadata.continue");
 	free(r->cont);
 	r->cont = cont && *cont ? sp_xstrdup(cont) : NULL;
@@ -534,7 +602,14 @@ static void watch_done(struct kres *r, CURLcode res, long status)
 	if (r->garbage) {
 		bump(r->k, &r->k->o.sh->m.source_errors_total);
 		bump(r->k, &r->k->o.sh->m.source_reconnects_total);
-		backoff(r, "garbage on the watch stream, reconnecting");
+		if (!r->too_big) {
+			backoff(r, "garbage on the watch stream, reconnecting");
+			return;
+		}
+		snprintf(why, sizeof(why),
+			 "a watch event over the max_file_bytes limit of %zu bytes, reconnecting",
+			 r->k->o.lim->max_file_bytes);
+		backoff(r, why);
 		return;
 	}
 	if (res == CURLE_OK && status == 200) {

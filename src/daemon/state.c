@@ -82,9 +82,62 @@ void sp_dshared_free(struct sp_dshared *sh)
 	free(sh->m.sync_full.buckets);
 	free(sh->m.sync_partial.buckets);
 	free(sh->m.netprog.buckets);
-	free(sh->rules_text);
+	if (sh->rules_plan) {
+		sp_plan_free(&sh->rules_plan->plan);
+		free(sh->rules_plan);
+	}
 	hc_free(sh);
 	pthread_mutex_destroy(&sh->lock);
+}
+
+static void plan_ref_drop(struct sp_dplan_ref *ref)
+{
+	sp_plan_free(&ref->plan);
+	free(ref);
+}
+
+void sp_dshared_set_plan(struct sp_dshared *sh, struct sp_plan *plan)
+{
+	struct sp_dplan_ref *ref = sp_xcalloc(1, sizeof(*ref)), *old;
+
+	ref->plan = *plan;
+	ref->refs = 1;
+	memset(plan, 0, sizeof(*plan));
+	pthread_mutex_lock(&sh->lock);
+	old = sh->rules_plan;
+	sh->rules_plan = ref;
+	if (old && --old->refs)
+		old = NULL;
+	pthread_mutex_unlock(&sh->lock);
+	/* Freed outside the lock: at 10,000 Services it takes milliseconds
+	 * that /healthz should not wait for. */
+	if (old)
+		plan_ref_drop(old);
+}
+
+struct sp_dplan_ref *sp_dshared_get_plan(struct sp_dshared *sh)
+{
+	struct sp_dplan_ref *ref;
+
+	pthread_mutex_lock(&sh->lock);
+	ref = sh->rules_plan;
+	if (ref)
+		ref->refs++;
+	pthread_mutex_unlock(&sh->lock);
+	return ref;
+}
+
+void sp_dshared_put_plan(struct sp_dshared *sh, struct sp_dplan_ref *ref)
+{
+	bool last;
+
+	if (!ref)
+		return;
+	pthread_mutex_lock(&sh->lock);
+	last = --ref->refs == 0;
+	pthread_mutex_unlock(&sh->lock);
+	if (last)
+		plan_ref_drop(ref);
 }
 
 int64_t sp_dclock_ns(int clock_id)

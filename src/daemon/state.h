@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "svcproxy/plan.h"
 #include "svcproxy/util.h"
 
 struct sp_dhist {
@@ -50,11 +51,21 @@ struct sp_dhc_service {
 	size_t local_endpoints;
 };
 
+/* The last programmed plan, kept for /rules, which prints it on request:
+ * printing 10,000 Services after every sync cost as much as the sync. The
+ * HTTP thread holds a reference while it prints, so a sync replacing the
+ * plan never frees it under the printer. */
+struct sp_dplan_ref {
+	struct sp_plan plan;
+	unsigned refs; /* under sp_dshared.lock */
+};
+
 struct sp_dshared {
 	pthread_mutex_t lock;
 	struct sp_dmetrics m;
 	const char *mode_name;
-	char *rules_text; /* ops->print_plan of the last programmed plan */
+	struct sp_dplan_ref *rules_plan; /* NULL until the first successful sync */
+	void (*print_plan)(const struct sp_plan *plan, struct sp_buf *out);
 	/* kube-proxy's health rule: unhealthy once a queued change has waited
 	 * longer than timeout (2 x sync period); here also as soon as the
 	 * last sync failed, so that green means the rules are current. */
@@ -71,6 +82,13 @@ struct sp_dshared {
 void sp_dshared_init(struct sp_dshared *sh, const char *mode_name, int64_t timeout_ns);
 void sp_dshared_free(struct sp_dshared *sh);
 void sp_dhist_observe(struct sp_dhist *h, double value);
+/* Make plan (moved in: the caller's copy is left empty) the one /rules
+ * prints. Takes the lock. */
+void sp_dshared_set_plan(struct sp_dshared *sh, struct sp_plan *plan);
+/* A reference to the plan in force (NULL before the first sync); give it
+ * back with sp_dshared_put_plan. Both take the lock. */
+struct sp_dplan_ref *sp_dshared_get_plan(struct sp_dshared *sh);
+void sp_dshared_put_plan(struct sp_dshared *sh, struct sp_dplan_ref *ref);
 
 struct sp_dhealth {
 	bool healthy;

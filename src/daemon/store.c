@@ -223,6 +223,16 @@ bool sp_dstore_put(struct sp_dstore *s, cJSON *obj, struct sp_dchanges *ch)
 	return put(s, obj, ch, NULL);
 }
 
+const struct sp_dobj *sp_dstore_get(const struct sp_dstore *s, const cJSON *obj)
+{
+	char *key = key_of(obj);
+	bool found;
+	size_t at = find(s, key, &found);
+
+	free(key);
+	return found ? &s->objs[at] : NULL;
+}
+
 bool sp_dstore_del(struct sp_dstore *s, const cJSON *obj, struct sp_dchanges *ch)
 {
 	char *key = key_of(obj);
@@ -343,4 +353,60 @@ void sp_dcluster_release(struct sp_cluster *c)
 	free(c->slices);
 	free(c->nodes);
 	memset(c, 0, sizeof(*c));
+}
+
+/* One pass over the raw text, strings and escapes as the reader's scan
+ * reads them, counting only the members of the top-level "items" array. */
+bool sp_djson_nul_items(const char *text, size_t len, size_t **bad, size_t *n_bad)
+{
+	size_t depth = 0, item = 0, arrays = 0, cap = 0, key_at = 0;
+	bool in_string = false, in_items = false, key_is_items = false;
+
+	*bad = NULL;
+	*n_bad = 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = text[i];
+
+		if (in_string) {
+			if (c == '"') {
+				in_string = false;
+				if (depth == 1)
+					key_is_items = i - key_at == 5 &&
+						       !memcmp(text + key_at, "items", 5);
+			} else if (c == '\\' && len - i >= 6 && !memcmp(text + i + 1, "u0000", 5)) {
+				if (!in_items || arrays > 1)
+					goto refuse;
+				if (!*n_bad || (*bad)[*n_bad - 1] != item)
+					*(size_t *)sp_array_push(bad, n_bad, &cap, sizeof(**bad)) =
+						item;
+				i++;
+			} else if (c == '\\') {
+				i++;
+			}
+			continue;
+		}
+		if (c == '"') {
+			in_string = true;
+			key_at = i + 1;
+		} else if (c == '{' || c == '[') {
+			if (++depth == 2 && c == '[' && key_is_items) {
+				in_items = true;
+				arrays++;
+				item = 0;
+			}
+		} else if (c == '}' || c == ']') {
+			if (depth == 2)
+				in_items = false;
+			if (depth)
+				depth--;
+		} else if (c == ',' && depth == 2 && in_items) {
+			item++;
+		}
+	}
+	return true;
+refuse:
+	free(*bad);
+	*bad = NULL;
+	*n_bad = 0;
+	return false;
 }

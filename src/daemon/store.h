@@ -80,6 +80,8 @@ enum sp_dkind sp_dkind_of(const char *kind);
 /* Store obj (it must carry kind and metadata.name) and free it. Returns true
  * when the store changed (new object, or different content); ch counts it. */
 bool sp_dstore_put(struct sp_dstore *s, cJSON *obj, struct sp_dchanges *ch);
+/* The stored object with obj's kind/namespace/name, or NULL. */
+const struct sp_dobj *sp_dstore_get(const struct sp_dstore *s, const cJSON *obj);
 /* Remove the object with obj's kind/namespace/name, if present. */
 bool sp_dstore_del(struct sp_dstore *s, const cJSON *obj, struct sp_dchanges *ch);
 /* Add every object of a decoded document (one object, a v1 List or
@@ -109,5 +111,11 @@ void sp_dcluster_release(struct sp_cluster *c);
 cJSON *sp_dobj_decode(const struct sp_dobj *o);
 /* Read cJSON string member (NULL when absent or not a string). */
 const char *sp_djson_str(const cJSON *obj, const char *path);
+/* The items of a list's text that hold a "\u0000" escape (cJSON would cut
+ * the string there), by index in its top-level "items" array: a sorted,
+ * allocated array into *bad (NULL, *n_bad 0 when none). False when such an
+ * escape is anywhere else (the list's own fields, a second "items" key):
+ * then no item can be told apart. */
+bool sp_djson_nul_items(const char *text, size_t len, size_t **bad, size_t *n_bad);
 
 #endif

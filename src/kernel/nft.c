@@ -34,6 +34,7 @@
 #define NFT_TYPE_IP6ADDR 8
 #define NFT_TYPE_INET_PROTOCOL 12
 #define NFT_TYPE_INET_SERVICE 13
+#define NFT_TYPE_INTEGER 4
 #define NFT_TYPE_BITS 6
 
 #define R32(i) (8 + (i)) /* NFT_REG32_00 + i */
@@ -217,9 +218,38 @@ static void put_key(struct nftnl_rule *r, int family, enum sp_nft_key key)
 		put_payload(r, NFT_PAYLOAD_NETWORK_HEADER, saddr_off(family), alen(family), R32(0));
 		put_payload(r, NFT_PAYLOAD_NETWORK_HEADER, daddr_off(family), alen(family), R32(a));
 		break;
+	case SP_NFT_KEY_DADDR_PORT_SLOT: /* only in DNAT_PICK (put_pick) */
+	case SP_NFT_KEY_PORT_SLOT:
 	case SP_NFT_KEY_NONE:
 		break;
 	}
+}
+
+/* dnat to <key> . numgen random mod N map @set, as nft generates it for a
+ * key naming the protocol: the protocol match nft derives from `tcp dport`,
+ * the key fields on consecutive 32-bit registers, the endpoint (address .
+ * port) looked up into the registers the nat expression reads. */
+static void put_pick(struct nftnl_rule *r, int family, const struct sp_nft_stmt *s)
+{
+	unsigned a = alen(family) / 4, next = 0;
+	uint8_t proto = s->proto;
+	struct nftnl_expr *e;
+
+	put_meta_load(r, NFT_META_L4PROTO, R32(0));
+	put_cmp(r, NFT_CMP_EQ, &proto, 1);
+	if (s->key == SP_NFT_KEY_DADDR_PORT_SLOT) {
+		put_payload(r, NFT_PAYLOAD_NETWORK_HEADER, daddr_off(family), alen(family), R32(0));
+		next = a;
+	}
+	put_payload(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, R32(next));
+	e = ex("numgen");
+	nftnl_expr_set_u32(e, NFTNL_EXPR_NG_DREG, nreg(R32(next + 1)));
+	nftnl_expr_set_u32(e, NFTNL_EXPR_NG_TYPE, NFT_NG_RANDOM);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_NG_MODULUS, s->value);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_NG_OFFSET, 0);
+	nftnl_rule_add_expr(r, e);
+	put_lookup(r, s->set, false, R32(0));
+	put_nat(r, family, R32(0), R32(a));
 }
 
 static void put_stmt(struct nftnl_rule *r, int family, const struct sp_nft_stmt *s)
@@ -315,6 +345,9 @@ static void put_stmt(struct nftnl_rule *r, int family, const struct sp_nft_stmt 
 		put_immediate_data(r, R32(0), s->addr.u.bytes, alen(family));
 		put_immediate_data(r, R32(4), &port, 2);
 		put_nat(r, family, R32(0), R32(4));
+		break;
+	case SP_NFT_DNAT_PICK:
+		put_pick(r, family, s);
 		break;
 	case SP_NFT_MASQUERADE:
 		e = ex("masq");
@@ -742,12 +775,149 @@ static void key_shape(int family, enum sp_nft_key key, uint32_t *type, uint32_t 
 		*len = 2 * alen(family);
 		return;
 	}
+	case SP_NFT_KEY_DADDR_PORT_SLOT: {
+		uint32_t types[] = {addr, NFT_TYPE_INET_SERVICE, NFT_TYPE_INTEGER};
+
+		*type = concat_type(types, 3);
+		*len = alen(family) + 8;
+		return;
+	}
+	case SP_NFT_KEY_PORT_SLOT: {
+		uint32_t types[] = {NFT_TYPE_INET_SERVICE, NFT_TYPE_INTEGER};
+
+		*type = concat_type(types, 2);
+		*len = 8;
+		return;
+	}
 	case SP_NFT_KEY_SADDR:
 	case SP_NFT_KEY_NONE:
 		*type = addr;
 		*len = alen(family);
 		return;
 	}
+}
+
+static bool is_epmap_key(enum sp_nft_key key)
+{
+	return key == SP_NFT_KEY_DADDR_PORT_SLOT || key == SP_NFT_KEY_PORT_SLOT;
+}
+
+/* ---- the `typeof` of an endpoint map ----
+ *
+ * nft keeps a typeof declaration in the set's user data (nftnl_udata
+ * attributes: type, length, value) and prints the set from it; a map
+ * without it cannot be listed, since nft has no type name for numgen's
+ * value. These are the attributes nft 1.0.6 writes for
+ * `typeof ip daddr . tcp dport . numgen random mod 1 : ip daddr . tcp dport`
+ * (read back from a map nft created): byte orders, then the key's and the
+ * data's expressions, each a concatenation of payload and numgen
+ * expressions with nft's own numbering of expression kinds, protocol
+ * headers and fields. */
+
+enum {
+	UD_KEY_BYTEORDER = 0,
+	UD_DATA_BYTEORDER = 1,
+	UD_KEY_TYPEOF = 3,
+	UD_DATA_TYPEOF = 4,
+	UD_DATA_INTERVAL = 6,
+	UD_EXPR_KIND = 0, /* within a typeof: kind, then its data */
+	UD_EXPR_DATA = 1,
+	UD_KIND_PAYLOAD = 7,
+	UD_KIND_CONCAT = 13,
+	UD_KIND_NUMGEN = 23,
+	UD_HDR_IP = 12,
+	UD_HDR_IP6 = 13,
+	UD_HDR_UDP = 6,
+	UD_HDR_TCP = 8,
+	UD_HDR_SCTP = 10,
+	UD_FIELD_IP_DADDR = 12,
+	UD_FIELD_IP6_DADDR = 9,
+	UD_FIELD_DPORT = 2,
+	UD_NUMGEN_RANDOM = 1,
+};
+
+struct udata {
+	uint8_t b[256];
+	size_t n;
+};
+
+static void ud_u32(struct udata *u, uint8_t type, uint32_t v)
+{
+	u->b[u->n++] = type;
+	u->b[u->n++] = sizeof(v);
+	memcpy(u->b + u->n, &v, sizeof(v)); /* host order, as nftnl_udata_put_u32 */
+	u->n += sizeof(v);
+}
+
+static size_t ud_nest(struct udata *u, uint8_t type)
+{
+	u->b[u->n++] = type;
+	u->b[u->n++] = 0;
+	return u->n;
+}
+
+static void ud_nest_end(struct udata *u, size_t start)
+{
+	u->b[start - 1] = (uint8_t)(u->n - start);
+}
+
+static void ud_payload(struct udata *u, uint8_t pos, uint32_t hdr, uint32_t field)
+{
+	size_t e = ud_nest(u, pos), d;
+
+	ud_u32(u, UD_EXPR_KIND, UD_KIND_PAYLOAD);
+	d = ud_nest(u, UD_EXPR_DATA);
+	ud_u32(u, 0, hdr);
+	ud_u32(u, 1, field);
+	ud_nest_end(u, d);
+	ud_nest_end(u, e);
+}
+
+static uint32_t ud_proto_hdr(uint8_t proto)
+{
+	return proto == IPPROTO_UDP ? UD_HDR_UDP : proto == IPPROTO_SCTP ? UD_HDR_SCTP : UD_HDR_TCP;
+}
+
+static void ud_daddr(struct udata *u, uint8_t pos, int family)
+{
+	if (family == AF_INET6)
+		ud_payload(u, pos, UD_HDR_IP6, UD_FIELD_IP6_DADDR);
+	else
+		ud_payload(u, pos, UD_HDR_IP, UD_FIELD_IP_DADDR);
+}
+
+static void epmap_udata(int family, const struct sp_nft_set *s, struct udata *u)
+{
+	size_t top, list, e, d;
+	uint8_t pos = 0;
+
+	u->n = 0;
+	ud_u32(u, UD_KEY_BYTEORDER, 0);
+	ud_u32(u, UD_DATA_BYTEORDER, 0);
+	top = ud_nest(u, UD_KEY_TYPEOF);
+	ud_u32(u, UD_EXPR_KIND, UD_KIND_CONCAT);
+	list = ud_nest(u, UD_EXPR_DATA);
+	if (s->key == SP_NFT_KEY_DADDR_PORT_SLOT)
+		ud_daddr(u, pos++, family);
+	ud_payload(u, pos++, ud_proto_hdr(s->proto), UD_FIELD_DPORT);
+	e = ud_nest(u, pos);
+	ud_u32(u, UD_EXPR_KIND, UD_KIND_NUMGEN);
+	d = ud_nest(u, UD_EXPR_DATA);
+	ud_u32(u, 0, UD_NUMGEN_RANDOM);
+	ud_u32(u, 1, 1); /* modulus: `mod 1` in the declaration */
+	ud_u32(u, 2, 0); /* offset */
+	ud_nest_end(u, d);
+	ud_nest_end(u, e);
+	ud_nest_end(u, list);
+	ud_nest_end(u, top);
+	top = ud_nest(u, UD_DATA_TYPEOF);
+	ud_u32(u, UD_EXPR_KIND, UD_KIND_CONCAT);
+	list = ud_nest(u, UD_EXPR_DATA);
+	ud_daddr(u, 0, family);
+	ud_payload(u, 1, ud_proto_hdr(s->proto), UD_FIELD_DPORT);
+	ud_nest_end(u, list);
+	ud_nest_end(u, top);
+	ud_u32(u, UD_DATA_INTERVAL, 0);
 }
 
 static struct nftnl_set *set_build(const struct sp_nft_table *t, const struct sp_nft_set *s)
@@ -790,6 +960,17 @@ void sp_nft_put_set(struct sp_nl *nl, struct sp_nl_batch *b, const struct sp_nft
 			nftnl_set_set_u32(ns, NFTNL_SET_DESC_SIZE, 65535);
 		} else if (s->plain) {
 			nftnl_set_set_u32(ns, NFTNL_SET_FLAGS, 0);
+		} else if (is_epmap_key(s->key)) {
+			uint32_t types[] = {t->family == AF_INET6 ? NFT_TYPE_IP6ADDR
+								  : NFT_TYPE_IPADDR,
+					    NFT_TYPE_INET_SERVICE};
+			struct udata u;
+
+			epmap_udata(t->family, s, &u);
+			nftnl_set_set_u32(ns, NFTNL_SET_FLAGS, NFT_SET_MAP);
+			nftnl_set_set_u32(ns, NFTNL_SET_DATA_TYPE, concat_type(types, 2));
+			nftnl_set_set_u32(ns, NFTNL_SET_DATA_LEN, alen(t->family) + 4);
+			nftnl_set_set_data(ns, NFTNL_SET_USERDATA, u.b, (uint32_t)u.n);
 		} else {
 			nftnl_set_set_u32(ns, NFTNL_SET_FLAGS, NFT_SET_MAP);
 			nftnl_set_set_u32(ns, NFTNL_SET_DATA_TYPE, NFT_DATA_VERDICT);
@@ -829,6 +1010,15 @@ static size_t elem_key(int family, enum sp_nft_key key, const struct sp_nft_elem
 		memcpy(out, e->addr.u.bytes, alen(family));
 		n = alen(family);
 	}
+	if (key == SP_NFT_KEY_DADDR_PORT_SLOT) {
+		memcpy(out, e->addr.u.bytes, alen(family));
+		n = alen(family);
+	}
+	if (is_epmap_key(key)) {
+		memcpy(out + n, &port, 2);
+		memcpy(out + n + 4, &e->slot, 4); /* numgen's value, host order */
+		return n + 8;
+	}
 	if (key == SP_NFT_KEY_SADDR)
 		return n;
 	out[n] = e->proto;
@@ -846,7 +1036,14 @@ static struct nftnl_set_elem *elem_build(int family, const struct sp_nft_set *s,
 	if (!ne)
 		abort();
 	nftnl_set_elem_set(ne, NFTNL_SET_ELEM_KEY, key, (uint32_t)klen);
-	if (with_data && !s->plain) {
+	if (with_data && is_epmap_key(s->key)) {
+		uint8_t data[20] = {0};
+		uint16_t port = htons(e->to_port);
+
+		memcpy(data, e->to.u.bytes, alen(family));
+		memcpy(data + alen(family), &port, 2);
+		nftnl_set_elem_set(ne, NFTNL_SET_ELEM_DATA, data, alen(family) + 4);
+	} else if (with_data && !s->plain) {
 		nftnl_set_elem_set_u32(ne, NFTNL_SET_ELEM_VERDICT, (uint32_t)e->verdict);
 		if (e->chain)
 			nftnl_set_elem_set_str(ne, NFTNL_SET_ELEM_CHAIN, e->chain);
@@ -1022,6 +1219,35 @@ static void set_addr(struct sp_addr *a, int family, const void *bytes, uint32_t 
 	memcpy(a->u.bytes, bytes, len < 16 ? len : 16);
 }
 
+static bool decode_pick(int family, const struct expr_seq *q, size_t *i, struct sp_nft_rule *r)
+{
+	size_t k = *i + 2;
+	enum sp_nft_key key = SP_NFT_KEY_PORT_SLOT;
+	struct sp_nft_stmt *s;
+	const uint8_t *d;
+	uint32_t len;
+
+	if (!is_meta(q, *i, NFT_META_L4PROTO) || !is(q, *i + 1, "cmp"))
+		return false;
+	if (is_payload(q, k, NFT_PAYLOAD_NETWORK_HEADER, daddr_off(family))) {
+		key = SP_NFT_KEY_DADDR_PORT_SLOT;
+		k++;
+	}
+	if (!is_payload(q, k, NFT_PAYLOAD_TRANSPORT_HEADER, 2) || !is(q, k + 1, "numgen") ||
+	    !is(q, k + 2, "lookup") || !is(q, k + 3, "nat"))
+		return false;
+	d = data_of(q, *i + 1, NFTNL_EXPR_CMP_DATA, &len);
+	if (!d || len != 1)
+		return false;
+	s = sp_nft_stmt_add(r, SP_NFT_DNAT_PICK);
+	s->key = key;
+	s->proto = d[0];
+	s->value = u32(q, k + 1, NFTNL_EXPR_NG_MODULUS);
+	s->set = str_of(q, k + 2, NFTNL_EXPR_LOOKUP_SET);
+	*i = k + 4;
+	return true;
+}
+
 /* One statement at q[*i]; false when nothing matches. */
 static bool decode_stmt(int family, const struct expr_seq *q, size_t *i, struct sp_nft_rule *r)
 {
@@ -1030,6 +1256,8 @@ static bool decode_stmt(int family, const struct expr_seq *q, size_t *i, struct 
 	const uint8_t *d;
 	struct sp_nft_stmt *s;
 
+	if (decode_pick(family, q, i, r))
+		return true;
 	if (is_meta(q, k, NFT_META_L4PROTO) && is(q, k + 1, "cmp")) {
 		d = data_of(q, k + 1, NFTNL_EXPR_CMP_DATA, &len);
 		if (!d || len != 1)
@@ -1261,19 +1489,47 @@ static int rule_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
-/* Our maps are told apart by key length; the plain set (hairpin pairs,
- * 8 bytes in IPv4 as protocol . port is) by being no map. */
-static enum sp_nft_key key_of(int family, uint32_t key_len, bool map)
+/* Our maps are told apart by key length and data; the plain set (hairpin
+ * pairs, 8 bytes in IPv4 as protocol . port is) by being no map. */
+static enum sp_nft_key key_of(int family, uint32_t key_len, bool map, bool verdict_data)
 {
 	if (!map)
 		return key_len == 2 * alen(family) ? SP_NFT_KEY_SADDR_DADDR : SP_NFT_KEY_NONE;
+	if (!verdict_data && key_len == alen(family))
+		return SP_NFT_KEY_SADDR;
+	if (!verdict_data)
+		return key_len == alen(family) + 8 ? SP_NFT_KEY_DADDR_PORT_SLOT
+		       : key_len == 8		   ? SP_NFT_KEY_PORT_SLOT
+						   : SP_NFT_KEY_NONE;
 	if (key_len == alen(family) + 8)
 		return SP_NFT_KEY_DADDR_PROTO_PORT;
 	if (key_len == 8)
 		return SP_NFT_KEY_PROTO_PORT;
-	if (key_len == alen(family))
-		return SP_NFT_KEY_SADDR;
 	return SP_NFT_KEY_NONE;
+}
+
+/* An endpoint map read back: its protocol from its name ("...-tcp"), and
+ * it is ours only when its data and typeof are exactly what we create. */
+static void epmap_check(int family, struct nftnl_set *ns, struct sp_nft_set *s)
+{
+	static const uint8_t protos[] = {IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP};
+	const char *dash = strrchr(s->name, '-');
+	uint8_t proto = 0;
+	const void *ud;
+	uint32_t ulen = 0;
+	struct udata want;
+
+	for (size_t i = 0; dash && i < SP_ARRAY_SIZE(protos); i++)
+		if (!strcmp(dash + 1, sp_proto_name_lower(protos[i])))
+			proto = protos[i];
+	s->proto = proto;
+	epmap_udata(family, s, &want);
+	ud = nftnl_set_is_set(ns, NFTNL_SET_USERDATA)
+		     ? nftnl_set_get_data(ns, NFTNL_SET_USERDATA, &ulen)
+		     : NULL;
+	if (!proto || nftnl_set_get_u32(ns, NFTNL_SET_DATA_LEN) != alen(family) + 4 || !ud ||
+	    ulen != want.n || memcmp(ud, want.b, want.n))
+		s->key = SP_NFT_KEY_NONE;
 }
 
 static int set_cb(const struct nlmsghdr *nlh, void *data)
@@ -1282,6 +1538,7 @@ static int set_cb(const struct nlmsghdr *nlh, void *data)
 	struct nftnl_set *ns = nftnl_set_alloc();
 	struct sp_nft_set *s;
 	uint32_t flags;
+	bool verdict_data;
 
 	if (!ns || nftnl_set_nlmsg_parse(nlh, ns) < 0 ||
 	    strcmp(nftnl_set_get_str(ns, NFTNL_SET_TABLE), x->t->name)) {
@@ -1289,9 +1546,11 @@ static int set_cb(const struct nlmsghdr *nlh, void *data)
 		return MNL_CB_OK;
 	}
 	flags = nftnl_set_get_u32(ns, NFTNL_SET_FLAGS);
-	s = sp_nft_set_add(
-		x->t, nftnl_set_get_str(ns, NFTNL_SET_NAME),
-		key_of(x->family, nftnl_set_get_u32(ns, NFTNL_SET_KEY_LEN), flags & NFT_SET_MAP));
+	verdict_data = (flags & NFT_SET_MAP) &&
+		       nftnl_set_get_u32(ns, NFTNL_SET_DATA_TYPE) == NFT_DATA_VERDICT;
+	s = sp_nft_set_add(x->t, nftnl_set_get_str(ns, NFTNL_SET_NAME),
+			   key_of(x->family, nftnl_set_get_u32(ns, NFTNL_SET_KEY_LEN),
+				  flags & NFT_SET_MAP, verdict_data));
 	if (flags & NFT_SET_TIMEOUT) {
 		s->affinity = true;
 		s->timeout_s = (uint32_t)(nftnl_set_get_u64(ns, NFTNL_SET_TIMEOUT) / 1000);
@@ -1299,13 +1558,39 @@ static int set_cb(const struct nlmsghdr *nlh, void *data)
 	/* A set we would not make (anonymous, interval, another data type)
 	 * gets a key no planned set has, so it is replaced. */
 	s->plain = !(flags & NFT_SET_MAP);
-	if ((flags & ~(NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL)) ||
-	    (s->plain && (flags || s->key != SP_NFT_KEY_SADDR_DADDR)) ||
-	    (!s->plain && !s->affinity &&
-	     nftnl_set_get_u32(ns, NFTNL_SET_DATA_TYPE) != NFT_DATA_VERDICT))
+	if (is_epmap_key(s->key) && !s->affinity && flags == NFT_SET_MAP)
+		epmap_check(x->family, ns, s);
+	else if ((flags & ~(NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL)) ||
+		 (s->plain && (flags || s->key != SP_NFT_KEY_SADDR_DADDR)) ||
+		 (!s->plain && !s->affinity && !verdict_data) ||
+		 (s->affinity && s->key != SP_NFT_KEY_SADDR))
 		s->key = SP_NFT_KEY_NONE;
 	nftnl_set_free(ns);
 	return MNL_CB_OK;
+}
+
+/* Key and endpoint of an endpoint map's element; a malformed one gets no
+ * address, so that it never equals a planned one. */
+static void epmap_elem(int family, enum sp_nft_key key, struct nftnl_set_elem *ne, const uint8_t *k,
+		       uint32_t klen, struct sp_nft_elem *e)
+{
+	size_t off = key == SP_NFT_KEY_DADDR_PORT_SLOT ? alen(family) : 0;
+	uint32_t dlen = 0;
+	const uint8_t *d = nftnl_set_elem_is_set(ne, NFTNL_SET_ELEM_DATA)
+				   ? nftnl_set_elem_get(ne, NFTNL_SET_ELEM_DATA, &dlen)
+				   : NULL;
+	uint16_t port;
+
+	if (klen != off + 8 || !d || dlen != alen(family) + 4)
+		return;
+	if (off)
+		set_addr(&e->addr, family, k, alen(family));
+	memcpy(&port, k + off, 2);
+	e->port = ntohs(port);
+	memcpy(&e->slot, k + off + 4, 4);
+	set_addr(&e->to, family, d, alen(family));
+	memcpy(&port, d + alen(family), 2);
+	e->to_port = ntohs(port);
 }
 
 static int elem_cb(const struct nlmsghdr *nlh, void *data)
@@ -1328,6 +1613,10 @@ static int elem_cb(const struct nlmsghdr *nlh, void *data)
 		size_t off = 0;
 		uint16_t port;
 
+		if (is_epmap_key(x->set->key)) {
+			epmap_elem(x->family, x->set->key, ne, key, klen, e);
+			continue;
+		}
 		if (x->set->key == SP_NFT_KEY_DADDR_PROTO_PORT || x->set->key == SP_NFT_KEY_SADDR ||
 		    x->set->key == SP_NFT_KEY_SADDR_DADDR) {
 			if (klen >= alen(x->family)) {

@@ -2,8 +2,21 @@
 #include "svcproxy/nft.h"
 
 #include <linux/netfilter.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+
+int sp_nft_epmap_index(enum sp_nft_epmap kind, uint8_t proto)
+{
+	int p = proto == IPPROTO_TCP	? 0
+		: proto == IPPROTO_UDP	? 1
+		: proto == IPPROTO_SCTP ? 2
+					: -1;
+
+	if (p < 0 || kind >= SP_NFT_EPMAP_COUNT)
+		return -1;
+	return SP_NFT_FS_ENDPOINTS + (int)kind * 3 + p;
+}
 
 int sp_nft_nfproto(int family)
 {
@@ -194,8 +207,8 @@ bool sp_nft_stmt_equal(const struct sp_nft_stmt *a, const struct sp_nft_stmt *b)
 	return a->kind == b->kind && a->neg == b->neg && a->source == b->source &&
 	       addr_same(&a->cidr.addr, &b->cidr.addr) && a->cidr.prefix == b->cidr.prefix &&
 	       addr_same(&a->addr, &b->addr) && a->value == b->value && a->port == b->port &&
-	       a->key == b->key && a->verdict == b->verdict && !sp_strcmp_null(a->set, b->set) &&
-	       !sp_strcmp_null(a->chain, b->chain);
+	       a->proto == b->proto && a->key == b->key && a->verdict == b->verdict &&
+	       !sp_strcmp_null(a->set, b->set) && !sp_strcmp_null(a->chain, b->chain);
 }
 
 bool sp_nft_rule_equal(const struct sp_nft_rule *a, const struct sp_nft_rule *b)
@@ -235,19 +248,22 @@ int sp_nft_elem_cmp(const struct sp_nft_elem *a, const struct sp_nft_elem *b)
 		return a->proto < b->proto ? -1 : 1;
 	if (a->port != b->port)
 		return a->port < b->port ? -1 : 1;
+	if (a->slot != b->slot)
+		return a->slot < b->slot ? -1 : 1;
 	return 0;
 }
 
 bool sp_nft_elem_equal(const struct sp_nft_elem *a, const struct sp_nft_elem *b)
 {
 	return !sp_nft_elem_cmp(a, b) && a->verdict == b->verdict &&
-	       !sp_strcmp_null(a->chain, b->chain);
+	       !sp_strcmp_null(a->chain, b->chain) && addr_same(&a->to, &b->to) &&
+	       a->to_port == b->to_port;
 }
 
 bool sp_nft_set_same_type(const struct sp_nft_set *a, const struct sp_nft_set *b)
 {
 	return a->key == b->key && a->affinity == b->affinity && a->timeout_s == b->timeout_s &&
-	       a->plain == b->plain;
+	       a->plain == b->plain && a->proto == b->proto;
 }
 
 struct elem_pos {

@@ -1,13 +1,18 @@
 /* Lowering of the plan to the nftables IR (see docs/nftables-layout.md).
  *
  * Dispatch is kube-proxy's: one verdict map from (address, protocol, port)
- * and one from (protocol, node port) to a chain per Service port. Unlike
- * kube-proxy, endpoints are chosen inside that chain by cascading
- * `numgen random mod n` draws with an immediate dnat, without a chain per
- * endpoint nor an anonymous map per Service: the kernel's commit cost grows
- * with the number of sets in a table and of rules bound to one set, while
- * plain chains and map elements are cheap. Sets stay a handful per table;
- * only Services with ClientIP affinity add one (a dynamic map). */
+ * and one from (protocol, node port) to a chain per Service port. The
+ * endpoint is then map data ("pickmap"): one endpoint map per kind and
+ * transport protocol, keyed by (frontend address . port . slot) or (node
+ * port . slot), read by a few shared chains `pick-<map>-<n>` that draw the
+ * slot with `numgen random mod n`. An endpoint coming or going is an element
+ * change in a map of plain data, which the kernel commits without
+ * validating the table; the Service chain changes only when its endpoint
+ * count does. Ports with ClientIP affinity keep cascading `numgen` rules
+ * with an immediate dnat (their rules update the affinity map). Sets stay a
+ * fixed handful per table, plus one dynamic map per affinity port: the
+ * kernel's commit cost grows with the number of sets and of rules bound to
+ * one set. */
 #include "svcproxy/nft.h"
 
 #include <linux/netfilter.h>
@@ -209,6 +214,31 @@ static void add_hairpin_elems(struct lower_ctx *x, struct sp_nft_set *set)
 	free(addrs);
 }
 
+static const uint8_t epmap_protos[] = {IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP};
+
+static char *epmap_name(int kind, uint8_t proto)
+{
+	static const char *const prefix[] = {
+		[SP_NFT_EPMAP_ADDR] = "endpoints",
+		[SP_NFT_EPMAP_ADDR_LOCAL] = "local-endpoints",
+		[SP_NFT_EPMAP_NODEPORT] = "nodeport-endpoints",
+		[SP_NFT_EPMAP_NODEPORT_LOCAL] = "local-nodeport-endpoints",
+	};
+
+	return sp_xasprintf("%s-%s", prefix[kind], sp_proto_name_lower(proto));
+}
+
+/* The shared chain that picks one of n endpoints from an endpoint map:
+ * "pick-<map>-<n>". */
+static char *pick_chain_name(int kind, uint8_t proto, size_t n)
+{
+	char *map = epmap_name(kind, proto);
+	char *name = sp_xasprintf("pick-%s-%zu", map, n);
+
+	free(map);
+	return name;
+}
+
 static void add_fixed_sets(struct sp_nft_table *t)
 {
 	/* In the order of enum sp_nft_fixed_set. */
@@ -218,6 +248,18 @@ static void add_fixed_sets(struct sp_nft_table *t)
 	sp_nft_set_add(t, SET_NOEP_NODEPORTS, SP_NFT_KEY_PROTO_PORT);
 	sp_nft_set_add(t, SET_FIREWALL_IPS, SP_NFT_KEY_DADDR_PROTO_PORT);
 	sp_nft_set_add(t, SET_HAIRPIN, SP_NFT_KEY_SADDR_DADDR)->plain = true;
+	for (int k = 0; k < SP_NFT_EPMAP_COUNT; k++) {
+		for (size_t p = 0; p < SP_ARRAY_SIZE(epmap_protos); p++) {
+			bool by_addr = k == SP_NFT_EPMAP_ADDR || k == SP_NFT_EPMAP_ADDR_LOCAL;
+			char *name = epmap_name(k, epmap_protos[p]);
+			struct sp_nft_set *s = sp_nft_set_add(t, name,
+							      by_addr ? SP_NFT_KEY_DADDR_PORT_SLOT
+								      : SP_NFT_KEY_PORT_SLOT);
+
+			s->proto = epmap_protos[p];
+			free(name);
+		}
+	}
 }
 
 static bool has_cluster_cidr(const struct sp_plan *p, int family)
@@ -311,7 +353,7 @@ static char *svcport_tag(const struct sp_plan_svcport *sp)
 }
 
 struct svc_names {
-	char *cluster, *local, *external, *firewall, *affinity;
+	char *cluster, *local, *external, *nodeport, *firewall, *affinity;
 };
 
 static void svc_names_free(struct svc_names *n)
@@ -319,6 +361,7 @@ static void svc_names_free(struct svc_names *n)
 	free(n->cluster);
 	free(n->local);
 	free(n->external);
+	free(n->nodeport);
 	free(n->firewall);
 	free(n->affinity);
 }
@@ -393,41 +436,43 @@ static void add_endpoint_choice(const struct sp_plan_svcport *sp, const struct s
 	}
 }
 
+/* External traffic towards the chains (or pick chains) of the cluster-wide
+ * and of this node's endpoints. */
 static void add_external_chain(struct lower_ctx *x, const struct sp_plan_svcport *sp,
-			       const struct svc_names *nm, bool has_cluster, bool has_local)
+			       const char *name, const char *to_cluster, const char *to_local)
 {
-	struct sp_nft_chain *c = sp_nft_chain_add(x->t, nm->external);
+	struct sp_nft_chain *c = sp_nft_chain_add(x->t, name);
 	struct sp_nft_rule *r;
 
 	if (!sp->external_policy_local) {
-		if (!has_cluster) {
+		if (!to_cluster) {
 			add_verdict(sp_nft_rule_add(c), SP_NFT_DROP, NULL);
 			return;
 		}
 		add_verdict(sp_nft_rule_add(c), SP_NFT_JUMP, CHAIN_MARK_MASQ);
-		add_verdict(sp_nft_rule_add(c), SP_NFT_GOTO, nm->cluster);
+		add_verdict(sp_nft_rule_add(c), SP_NFT_GOTO, to_cluster);
 		return;
 	}
 	/* Local: in-cluster clients short-circuit to every endpoint (pods
 	 * keep their address, the node itself is masqueraded); the others
 	 * reach only this node's endpoints and keep their address. */
-	for (size_t i = 0; has_cluster && i < x->plan->n_cluster_cidrs; i++) {
+	for (size_t i = 0; to_cluster && i < x->plan->n_cluster_cidrs; i++) {
 		if (x->plan->cluster_cidrs[i].addr.family != x->family)
 			continue;
 		r = sp_nft_rule_add(c);
 		add_cidr(r, true, false, &x->plan->cluster_cidrs[i]);
-		add_verdict(r, SP_NFT_GOTO, nm->cluster);
+		add_verdict(r, SP_NFT_GOTO, to_cluster);
 	}
-	if (has_cluster) {
+	if (to_cluster) {
 		r = sp_nft_rule_add(c);
 		add_fib_local(r, true);
 		add_verdict(r, SP_NFT_JUMP, CHAIN_MARK_MASQ);
 		r = sp_nft_rule_add(c);
 		add_fib_local(r, true);
-		add_verdict(r, SP_NFT_GOTO, nm->cluster);
+		add_verdict(r, SP_NFT_GOTO, to_cluster);
 	}
-	if (has_local)
-		add_verdict(sp_nft_rule_add(c), SP_NFT_GOTO, nm->local);
+	if (to_local)
+		add_verdict(sp_nft_rule_add(c), SP_NFT_GOTO, to_local);
 	else
 		add_verdict(sp_nft_rule_add(c), SP_NFT_DROP, NULL);
 }
@@ -449,8 +494,8 @@ static void add_firewall_chain(struct lower_ctx *x, const struct sp_plan_svcport
 	add_verdict(sp_nft_rule_add(c), SP_NFT_DROP, NULL);
 }
 
-static void add_external_elems(struct lower_ctx *x, const struct sp_plan_svcport *sp,
-			       bool no_endpoints, int verdict, const char *chain)
+static void add_external_addr_elems(struct lower_ctx *x, const struct sp_plan_svcport *sp,
+				    bool no_endpoints, int verdict, const char *chain)
 {
 	struct sp_nft_set *set = fixed(x, no_endpoints ? FS_NOEP_SERVICES : FS_SERVICE_IPS);
 
@@ -458,14 +503,151 @@ static void add_external_elems(struct lower_ctx *x, const struct sp_plan_svcport
 		add_elem(set, &sp->external_ips[i], sp->protocol, sp->port, verdict, chain);
 	for (size_t i = 0; i < sp->n_lb_ips; i++)
 		add_elem(set, &sp->lb_ips[i], sp->protocol, sp->port, verdict, chain);
+}
+
+static void add_nodeport_elem(struct lower_ctx *x, const struct sp_plan_svcport *sp,
+			      bool no_endpoints, int verdict, const char *chain)
+{
 	if (sp->node_port)
 		add_elem(fixed(x, no_endpoints ? FS_NOEP_NODEPORTS : FS_SERVICE_NODEPORTS), NULL,
 			 sp->protocol, sp->node_port, verdict, chain);
 }
 
+/* Affinity ports keep the cascade (their endpoint choice must update the
+ * affinity map); every other port picks its endpoint from an endpoint map. */
+static bool uses_pickmap(const struct sp_plan_svcport *sp)
+{
+	return !sp->affinity && sp_nft_epmap_index(SP_NFT_EPMAP_ADDR, sp->protocol) >= 0;
+}
+
+/* How many endpoints each endpoint map holds for sp (0: the map is not
+ * used). The pick chains a plan needs follow from this alone. */
+static void svcport_picks(const struct sp_plan_svcport *sp, size_t n[SP_NFT_EPMAP_COUNT])
+{
+	bool external = sp_plan_externally_accessible(sp);
+	bool has_local = sp->local.n > 0;
+
+	memset(n, 0, SP_NFT_EPMAP_COUNT * sizeof(*n));
+	if (!sp->has_any_endpoints || !uses_pickmap(sp))
+		return;
+	n[SP_NFT_EPMAP_ADDR] = sp->cluster.n;
+	if (has_local && (sp->internal_policy_local || (external && sp->external_policy_local)))
+		n[SP_NFT_EPMAP_ADDR_LOCAL] = sp->local.n;
+	if (external && sp->node_port) {
+		n[SP_NFT_EPMAP_NODEPORT] = sp->cluster.n;
+		if (sp->external_policy_local)
+			n[SP_NFT_EPMAP_NODEPORT_LOCAL] = sp->local.n;
+	}
+}
+
+/* Slot i of (frontend address or node port) holds endpoint i. */
+static void add_ep_elems(struct lower_ctx *x, int kind, const struct sp_plan_svcport *sp,
+			 const struct sp_addr *addr, uint16_t port,
+			 const struct sp_plan_ep_set *eps)
+{
+	struct sp_nft_set *set = &x->t->sets[sp_nft_epmap_index(kind, sp->protocol)];
+
+	for (size_t i = 0; i < eps->n; i++) {
+		const struct sp_plan_endpoint *ep = &sp->endpoints[eps->idx[i]];
+		struct sp_nft_elem *e = sp_nft_elem_add(set);
+
+		if (addr)
+			e->addr = *addr;
+		e->port = port;
+		e->slot = (uint32_t)i;
+		e->to = ep->addr;
+		e->to_port = ep->port;
+	}
+}
+
+static void add_ep_addr_elems(struct lower_ctx *x, int kind, const struct sp_plan_svcport *sp,
+			      bool cluster_ip, bool external, const struct sp_plan_ep_set *eps)
+{
+	if (cluster_ip)
+		add_ep_elems(x, kind, sp, &sp->cluster_ip, sp->port, eps);
+	for (size_t i = 0; external && i < sp->n_external_ips; i++)
+		add_ep_elems(x, kind, sp, &sp->external_ips[i], sp->port, eps);
+	for (size_t i = 0; external && i < sp->n_lb_ips; i++)
+		add_ep_elems(x, kind, sp, &sp->lb_ips[i], sp->port, eps);
+}
+
+static void add_pick_goto(struct sp_nft_chain *c, int kind, uint8_t proto, size_t n)
+{
+	char *name = pick_chain_name(kind, proto, n);
+
+	add_verdict(sp_nft_rule_add(c), SP_NFT_GOTO, name);
+	free(name);
+}
+
+/* Endpoint maps and the chains that reach them, for a port with endpoints
+ * that uses them: svc-<tag> and local-<tag> keep their masquerade rule and
+ * go to the pick chain of their endpoint count; node ports get their own
+ * nodeport-<tag> chain, since their key cannot hold the (any local)
+ * destination address. */
+static void lower_pickmap(struct lower_ctx *x, const struct sp_plan_svcport *sp,
+			  const struct svc_names *nm, const size_t picks[SP_NFT_EPMAP_COUNT])
+{
+	bool external = sp_plan_externally_accessible(sp);
+	bool has_ext_addrs = sp->n_external_ips + sp->n_lb_ips > 0;
+	char *np_cluster = NULL, *np_local = NULL;
+	struct sp_nft_chain *c;
+
+	if (picks[SP_NFT_EPMAP_ADDR]) {
+		c = sp_nft_chain_add(x->t, nm->cluster);
+		if (!sp->internal_policy_local)
+			add_cluster_ip_masq(x, sp, c);
+		add_pick_goto(c, SP_NFT_EPMAP_ADDR, sp->protocol, picks[SP_NFT_EPMAP_ADDR]);
+		add_ep_addr_elems(x, SP_NFT_EPMAP_ADDR, sp, !sp->internal_policy_local, external,
+				  &sp->cluster);
+	}
+	if (picks[SP_NFT_EPMAP_ADDR_LOCAL]) {
+		c = sp_nft_chain_add(x->t, nm->local);
+		if (sp->internal_policy_local)
+			add_cluster_ip_masq(x, sp, c);
+		add_pick_goto(c, SP_NFT_EPMAP_ADDR_LOCAL, sp->protocol,
+			      picks[SP_NFT_EPMAP_ADDR_LOCAL]);
+		add_ep_addr_elems(x, SP_NFT_EPMAP_ADDR_LOCAL, sp, sp->internal_policy_local,
+				  external && sp->external_policy_local, &sp->local);
+	}
+	if (!external)
+		return;
+	if (has_ext_addrs) {
+		add_external_chain(x, sp, nm->external,
+				   picks[SP_NFT_EPMAP_ADDR] ? nm->cluster : NULL,
+				   sp->local.n ? nm->local : NULL);
+		add_external_addr_elems(x, sp, false, SP_NFT_GOTO, nm->external);
+	}
+	if (!sp->node_port)
+		return;
+	if (picks[SP_NFT_EPMAP_NODEPORT]) {
+		np_cluster = pick_chain_name(SP_NFT_EPMAP_NODEPORT, sp->protocol,
+					     picks[SP_NFT_EPMAP_NODEPORT]);
+		add_ep_elems(x, SP_NFT_EPMAP_NODEPORT, sp, NULL, sp->node_port, &sp->cluster);
+	}
+	if (picks[SP_NFT_EPMAP_NODEPORT_LOCAL]) {
+		np_local = pick_chain_name(SP_NFT_EPMAP_NODEPORT_LOCAL, sp->protocol,
+					   picks[SP_NFT_EPMAP_NODEPORT_LOCAL]);
+		add_ep_elems(x, SP_NFT_EPMAP_NODEPORT_LOCAL, sp, NULL, sp->node_port, &sp->local);
+	}
+	add_external_chain(x, sp, nm->nodeport, np_cluster, np_local);
+	add_nodeport_elem(x, sp, false, SP_NFT_GOTO, nm->nodeport);
+	free(np_cluster);
+	free(np_local);
+}
+
+static void add_service_ip_elem(struct lower_ctx *x, const struct sp_plan_svcport *sp,
+				const struct svc_names *nm)
+{
+	if (sp_plan_internal_eps(sp)->n)
+		add_elem(fixed(x, FS_SERVICE_IPS), &sp->cluster_ip, sp->protocol, sp->port,
+			 SP_NFT_GOTO, sp->internal_policy_local ? nm->local : nm->cluster);
+	else
+		add_elem(fixed(x, FS_SERVICE_IPS), &sp->cluster_ip, sp->protocol, sp->port,
+			 SP_NFT_DROP, NULL);
+}
+
 static void lower_svcport(struct lower_ctx *x, const struct sp_plan_svcport *sp)
 {
-	const struct sp_plan_ep_set *internal = sp_plan_internal_eps(sp);
 	bool external = sp_plan_externally_accessible(sp);
 	bool has_cluster = sp->cluster.n > 0, has_local = sp->local.n > 0;
 	bool need_local =
@@ -477,6 +659,7 @@ static void lower_svcport(struct lower_ctx *x, const struct sp_plan_svcport *sp)
 	nm.cluster = sp_xasprintf("svc-%s", tag);
 	nm.local = sp_xasprintf("local-%s", tag);
 	nm.external = sp_xasprintf("ext-%s", tag);
+	nm.nodeport = sp_xasprintf("nodeport-%s", tag);
 	nm.firewall = sp_xasprintf("fw-%s", tag);
 	nm.affinity = sp_xasprintf("aff-%s", tag);
 	free(tag);
@@ -492,8 +675,19 @@ static void lower_svcport(struct lower_ctx *x, const struct sp_plan_svcport *sp)
 		 * out. */
 		add_elem(fixed(x, FS_NOEP_SERVICES), &sp->cluster_ip, sp->protocol, sp->port,
 			 SP_NFT_GOTO, CHAIN_REJECT);
-		if (external)
-			add_external_elems(x, sp, true, SP_NFT_GOTO, CHAIN_REJECT);
+		if (external) {
+			add_external_addr_elems(x, sp, true, SP_NFT_GOTO, CHAIN_REJECT);
+			add_nodeport_elem(x, sp, true, SP_NFT_GOTO, CHAIN_REJECT);
+		}
+		svc_names_free(&nm);
+		return;
+	}
+	if (uses_pickmap(sp)) {
+		size_t picks[SP_NFT_EPMAP_COUNT];
+
+		svcport_picks(sp, picks);
+		lower_pickmap(x, sp, &nm, picks);
+		add_service_ip_elem(x, sp, &nm);
 		svc_names_free(&nm);
 		return;
 	}
@@ -521,17 +715,92 @@ static void lower_svcport(struct lower_ctx *x, const struct sp_plan_svcport *sp)
 		add_endpoint_choice(sp, &sp->local, aff, c);
 	}
 
-	if (internal->n)
-		add_elem(fixed(x, FS_SERVICE_IPS), &sp->cluster_ip, sp->protocol, sp->port,
-			 SP_NFT_GOTO, sp->internal_policy_local ? nm.local : nm.cluster);
-	else
-		add_elem(fixed(x, FS_SERVICE_IPS), &sp->cluster_ip, sp->protocol, sp->port,
-			 SP_NFT_DROP, NULL);
+	add_service_ip_elem(x, sp, &nm);
 	if (external) {
-		add_external_chain(x, sp, &nm, has_cluster, has_local);
-		add_external_elems(x, sp, false, SP_NFT_GOTO, nm.external);
+		add_external_chain(x, sp, nm.external, has_cluster ? nm.cluster : NULL,
+				   has_local ? nm.local : NULL);
+		add_external_addr_elems(x, sp, false, SP_NFT_GOTO, nm.external);
+		add_nodeport_elem(x, sp, false, SP_NFT_GOTO, nm.external);
 	}
 	svc_names_free(&nm);
+}
+
+/* An endpoint map's duplicate keys come with a duplicate in service-ips or
+ * service-nodeports, which is reported. */
+static bool quiet_set(size_t i)
+{
+	return i >= SP_NFT_FS_ENDPOINTS && i < SP_NFT_FS_COUNT;
+}
+
+static int size_cmp(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+#define PICK_SMALL 1024 /* endpoint counts tracked in a bitmap; larger ones sorted */
+
+void sp_nft_pick_chains(const struct sp_plan *plan, int family, struct sp_nft_table *t)
+{
+	enum { N_MAPS = SP_NFT_EPMAP_COUNT * SP_ARRAY_SIZE(epmap_protos) };
+	uint8_t *small = sp_xcalloc(N_MAPS, PICK_SMALL / 8);
+	size_t *large[N_MAPS] = {0}, n_large[N_MAPS] = {0}, cap_large[N_MAPS] = {0};
+
+	for (size_t i = 0; i < plan->n_svcports; i++) {
+		const struct sp_plan_svcport *sp = &plan->svcports[i];
+		size_t picks[SP_NFT_EPMAP_COUNT];
+
+		if (sp->family != family)
+			continue;
+		svcport_picks(sp, picks);
+		for (int k = 0; k < SP_NFT_EPMAP_COUNT; k++) {
+			int m = sp_nft_epmap_index(k, sp->protocol) - SP_NFT_FS_ENDPOINTS;
+
+			if (!picks[k])
+				continue;
+			if (picks[k] < PICK_SMALL)
+				small[m * PICK_SMALL / 8 + picks[k] / 8] |=
+					(uint8_t)(1 << picks[k] % 8);
+			else
+				*(size_t *)sp_array_push(&large[m], &n_large[m], &cap_large[m],
+							 sizeof(size_t)) = picks[k];
+		}
+	}
+	for (int k = 0; k < SP_NFT_EPMAP_COUNT; k++) {
+		for (size_t p = 0; p < SP_ARRAY_SIZE(epmap_protos); p++) {
+			int idx = sp_nft_epmap_index(k, epmap_protos[p]);
+			int m = idx - SP_NFT_FS_ENDPOINTS;
+			char *map = epmap_name(k, epmap_protos[p]);
+
+			if (n_large[m])
+				qsort(large[m], n_large[m], sizeof(size_t), size_cmp);
+			for (size_t n = 1; n < PICK_SMALL + n_large[m]; n++) {
+				size_t count = n < PICK_SMALL ? n : large[m][n - PICK_SMALL];
+				struct sp_nft_stmt *st;
+				char *name;
+
+				if (n < PICK_SMALL &&
+				    !(small[m * PICK_SMALL / 8 + n / 8] & (1 << n % 8)))
+					continue;
+				if (n > PICK_SMALL && count == large[m][n - PICK_SMALL - 1])
+					continue;
+				name = pick_chain_name(k, epmap_protos[p], count);
+				st = sp_nft_stmt_add(sp_nft_rule_add(sp_nft_chain_add(t, name)),
+						     SP_NFT_DNAT_PICK);
+				st->key = k == SP_NFT_EPMAP_ADDR || k == SP_NFT_EPMAP_ADDR_LOCAL
+						  ? SP_NFT_KEY_DADDR_PORT_SLOT
+						  : SP_NFT_KEY_PORT_SLOT;
+				st->proto = epmap_protos[p];
+				st->value = (uint32_t)count;
+				st->set = sp_xstrdup(map);
+				free(name);
+			}
+			free(map);
+			free(large[m]);
+		}
+	}
+	free(small);
 }
 
 static size_t lower_family(const struct sp_plan *plan, int family, struct sp_nft_ruleset *out,
@@ -545,8 +814,9 @@ static size_t lower_family(const struct sp_plan *plan, int family, struct sp_nft
 	for (size_t i = 0; i < plan->n_svcports; i++)
 		if (plan->svcports[i].family == family)
 			lower_svcport(&x, &plan->svcports[i]);
+	sp_nft_pick_chains(plan, family, x.t);
 	for (size_t i = 0; i < x.t->n_sets; i++)
-		dropped += sp_nft_set_sort(&x.t->sets[i], diag);
+		dropped += sp_nft_set_sort(&x.t->sets[i], quiet_set(i) ? NULL : diag);
 	return dropped;
 }
 

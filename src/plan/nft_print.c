@@ -68,9 +68,22 @@ static void print_key(int family, enum sp_nft_key key, struct sp_buf *out)
 	case SP_NFT_KEY_SADDR_DADDR:
 		sp_buf_addf(out, "%s saddr . %s daddr", addr_kw(family), addr_kw(family));
 		break;
+	case SP_NFT_KEY_DADDR_PORT_SLOT:
+	case SP_NFT_KEY_PORT_SLOT:
 	case SP_NFT_KEY_NONE:
 		break;
 	}
+}
+
+/* The key of an endpoint map: the transport protocol is named in it (not
+ * `th`): nft then derives the protocol match dnat needs, and accepts the
+ * rule on its own as well as in a script. */
+static void print_pick_key(int family, enum sp_nft_key key, uint8_t proto, uint32_t mod,
+			   struct sp_buf *out)
+{
+	if (key == SP_NFT_KEY_DADDR_PORT_SLOT)
+		sp_buf_addf(out, "%s daddr . ", addr_kw(family));
+	sp_buf_addf(out, "%s dport . numgen random mod %u", sp_proto_name_lower(proto), mod);
 }
 
 static void print_stmt(int family, const struct sp_nft_stmt *s, struct sp_buf *out)
@@ -130,6 +143,11 @@ static void print_stmt(int family, const struct sp_nft_stmt *s, struct sp_buf *o
 		print_addr(&s->addr, out);
 		sp_buf_addf(out, "%s:%u", family == AF_INET6 ? "]" : "", s->port);
 		break;
+	case SP_NFT_DNAT_PICK:
+		sp_buf_addf(out, "dnat %s to ", kw);
+		print_pick_key(family, s->key, s->proto, s->value, out);
+		sp_buf_addf(out, " map @%s", s->set);
+		break;
 	case SP_NFT_MASQUERADE:
 		sp_buf_add(out, "masquerade fully-random");
 		break;
@@ -166,6 +184,16 @@ void sp_nft_print_elem(const struct sp_nft_table *t, const struct sp_nft_set *s,
 		return;
 	}
 	(void)t;
+	if (s->key == SP_NFT_KEY_DADDR_PORT_SLOT || s->key == SP_NFT_KEY_PORT_SLOT) {
+		if (s->key == SP_NFT_KEY_DADDR_PORT_SLOT) {
+			print_addr(&e->addr, out);
+			sp_buf_add(out, " . ");
+		}
+		sp_buf_addf(out, "%u . %u : ", e->port, e->slot);
+		print_addr(&e->to, out);
+		sp_buf_addf(out, " . %u", e->to_port);
+		return;
+	}
 	if (s->key == SP_NFT_KEY_DADDR_PROTO_PORT) {
 		print_addr(&e->addr, out);
 		sp_buf_add(out, " . ");
@@ -189,15 +217,28 @@ static void print_set_type(int family, const struct sp_nft_set *s, struct sp_buf
 	case SP_NFT_KEY_SADDR_DADDR:
 		sp_buf_addf(out, "%s . %s", addr_type(family), addr_type(family));
 		break;
+	case SP_NFT_KEY_DADDR_PORT_SLOT:
+	case SP_NFT_KEY_PORT_SLOT:
+		/* nft has no type name for numgen's value: typeof. */
+		print_pick_key(family, s->key, s->proto, 1, out);
+		sp_buf_addf(out, " : %s daddr . %s dport", addr_kw(family),
+			    sp_proto_name_lower(s->proto));
+		break;
 	case SP_NFT_KEY_NONE:
 		break;
 	}
 }
 
+static bool is_typeof(const struct sp_nft_set *s)
+{
+	return s->key == SP_NFT_KEY_DADDR_PORT_SLOT || s->key == SP_NFT_KEY_PORT_SLOT;
+}
+
 void sp_nft_print_set_decl(const struct sp_nft_table *t, const struct sp_nft_set *s,
 			   const char *indent, struct sp_buf *out)
 {
-	sp_buf_addf(out, "%s%s %s {\n%s\ttype ", indent, s->plain ? "set" : "map", s->name, indent);
+	sp_buf_addf(out, "%s%s %s {\n%s\t%s ", indent, s->plain ? "set" : "map", s->name, indent,
+		    is_typeof(s) ? "typeof" : "type");
 	print_set_type(t->family, s, out);
 	sp_buf_add(out, "\n");
 	if (s->affinity)

@@ -6,39 +6,17 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
-static void json_str(struct sp_buf *out, const char *s)
-{
-	const char *run = s ? s : "";
-
-	sp_buf_add(out, "\"");
-	for (const char *c = run;; c++) {
-		unsigned char ch = (unsigned char)*c;
-
-		if (ch && ch >= 0x20 && ch != '"' && ch != '\\')
-			continue;
-		sp_buf_addn(out, run, (size_t)(c - run));
-		if (!ch)
-			break;
-		if (ch == '"' || ch == '\\')
-			sp_buf_addf(out, "\\%c", ch);
-		else
-			sp_buf_addf(out, "\\u%04x", ch);
-		run = c + 1;
-	}
-	sp_buf_add(out, "\"");
-}
-
 static void json_key(struct sp_buf *out, int indent, const char *key, bool first)
 {
 	sp_buf_addf(out, "%s\n%*s", first ? "" : ",", indent, "");
-	json_str(out, key);
+	sp_buf_add_json_string(out, key);
 	sp_buf_add(out, ": ");
 }
 
 static void json_key_str(struct sp_buf *out, int indent, const char *key, const char *val)
 {
 	json_key(out, indent, key, false);
-	json_str(out, val);
+	sp_buf_add_json_string(out, val);
 }
 
 static void json_key_bool(struct sp_buf *out, int indent, const char *key, bool val)
@@ -60,7 +38,7 @@ static void json_addrs(struct sp_buf *out, const struct sp_addr *addrs, size_t n
 	sp_buf_add(out, "[");
 	for (size_t i = 0; i < n; i++) {
 		sp_buf_add(out, i ? ", " : "");
-		json_str(out, sp_addr_format(&addrs[i], buf));
+		sp_buf_add_json_string(out, sp_addr_format(&addrs[i], buf));
 	}
 	sp_buf_add(out, "]");
 }
@@ -72,7 +50,7 @@ static void json_cidrs(struct sp_buf *out, const struct sp_cidr *cidrs, size_t n
 	sp_buf_add(out, "[");
 	for (size_t i = 0; i < n; i++) {
 		sp_buf_add(out, i ? ", " : "");
-		json_str(out, sp_cidr_format(&cidrs[i], buf));
+		sp_buf_add_json_string(out, sp_cidr_format(&cidrs[i], buf));
 	}
 	sp_buf_add(out, "]");
 }
@@ -91,7 +69,7 @@ static void json_endpoint_ref(struct sp_buf *out, const struct sp_plan_endpoint 
 	sp_addr_format(&ep->addr, addr);
 	snprintf(ref, sizeof(ref), ep->addr.family == AF_INET6 ? "[%s]:%u" : "%s:%u", addr,
 		 ep->port);
-	json_str(out, ref);
+	sp_buf_add_json_string(out, ref);
 }
 
 static void json_ep_set(struct sp_buf *out, const struct sp_plan_svcport *sp,
@@ -110,18 +88,18 @@ static void json_endpoint(struct sp_buf *out, const struct sp_plan_endpoint *ep)
 	char buf[SP_ADDRSTRLEN];
 
 	sp_buf_add(out, "{\"addr\": ");
-	json_str(out, sp_addr_format(&ep->addr, buf));
+	sp_buf_add_json_string(out, sp_addr_format(&ep->addr, buf));
 	sp_buf_addf(out, ", \"port\": %u, \"local\": %s, \"ready\": %s, \"serving\": %s, ",
 		    ep->port, ep->local ? "true" : "false", ep->ready ? "true" : "false",
 		    ep->serving ? "true" : "false");
 	sp_buf_addf(out, "\"terminating\": %s, \"node\": ", ep->terminating ? "true" : "false");
 	if (ep->node_name)
-		json_str(out, ep->node_name);
+		sp_buf_add_json_string(out, ep->node_name);
 	else
 		sp_buf_add(out, "null");
 	sp_buf_add(out, ", \"target\": ");
 	if (ep->target_name)
-		json_str(out, ep->target_name);
+		sp_buf_add_json_string(out, ep->target_name);
 	else
 		sp_buf_add(out, "null");
 	sp_buf_add(out, "}");
@@ -134,7 +112,7 @@ static void json_svcport(struct sp_buf *out, const struct sp_plan_svcport *sp)
 
 	sp_buf_add(out, "{");
 	json_key(out, in, "id", true);
-	json_str(out, sp->id);
+	sp_buf_add_json_string(out, sp->id);
 	json_key_str(out, in, "namespace", sp->namespace);
 	json_key_str(out, in, "name", sp->name);
 	json_key_str(out, in, "port_name", sp->port_name);
@@ -187,7 +165,7 @@ void sp_plan_print_json(const struct sp_plan *plan, struct sp_buf *out)
 {
 	sp_buf_add(out, "{");
 	json_key(out, 2, "mode", true);
-	json_str(out, sp_mode_name(plan->mode));
+	sp_buf_add_json_string(out, sp_mode_name(plan->mode));
 	json_key_str(out, 2, "node", plan->node_name);
 	json_key(out, 2, "node_ips", false);
 	json_addrs(out, plan->node_ips, plan->n_node_ips);
@@ -203,7 +181,7 @@ void sp_plan_print_json(const struct sp_plan *plan, struct sp_buf *out)
 		    plan->masquerade_all ? "true" : "false", plan->masquerade_mark);
 	json_key(out, 2, "ipvs", false);
 	sp_buf_add(out, "{\"scheduler\": ");
-	json_str(out, plan->ipvs_default_scheduler);
+	sp_buf_add_json_string(out, plan->ipvs_default_scheduler);
 	sp_buf_addf(out, ", \"strict_arp\": %s, \"capture\": \"%s\"}",
 		    plan->ipvs_strict_arp ? "true" : "false", capture_name(plan->ipvs_capture));
 	json_key(out, 2, "svcports", false);

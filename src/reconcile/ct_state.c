@@ -29,44 +29,62 @@ char *sp_ct_state_path(const char *dir, enum sp_mode mode)
 
 /* ---- to JSON ---- */
 
-static cJSON *addr_json(const struct sp_addr *a)
+/* ---- to JSON ----
+ * Written straight into the buffer: at 10,000 Service ports the state is
+ * megabytes, and a cJSON tree of it was the daemon's largest allocation
+ * after the source itself, rebuilt on every sync. The reader below takes
+ * the same text (cJSON_PrintUnformatted's shape). */
+
+static void put_key(struct sp_buf *b, const char *key)
+{
+	sp_buf_addf(b, ",\"%s\":", key);
+}
+
+static void put_addr(struct sp_buf *b, const struct sp_addr *a)
 {
 	char buf[SP_ADDRSTRLEN];
 
-	return cJSON_CreateString(a->family ? sp_addr_format(a, buf) : "");
+	sp_buf_add_json_string(b, a->family ? sp_addr_format(a, buf) : "");
 }
 
-static cJSON *addrs_json(const struct sp_addr *a, size_t n)
+static void put_addrs(struct sp_buf *b, const struct sp_addr *a, size_t n)
 {
-	cJSON *arr = cJSON_CreateArray();
-
-	for (size_t i = 0; i < n; i++)
-		cJSON_AddItemToArray(arr, addr_json(&a[i]));
-	return arr;
+	sp_buf_add(b, "[");
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			sp_buf_add(b, ",");
+		put_addr(b, &a[i]);
+	}
+	sp_buf_add(b, "]");
 }
 
-static cJSON *cidrs_json(const struct sp_cidr *c, size_t n)
+static void put_cidrs(struct sp_buf *b, const struct sp_cidr *c, size_t n)
 {
-	cJSON *arr = cJSON_CreateArray();
 	char buf[SP_CIDRSTRLEN];
 
-	for (size_t i = 0; i < n; i++)
-		cJSON_AddItemToArray(arr, cJSON_CreateString(sp_cidr_format(&c[i], buf)));
-	return arr;
+	sp_buf_add(b, "[");
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			sp_buf_add(b, ",");
+		sp_buf_add_json_string(b, sp_cidr_format(&c[i], buf));
+	}
+	sp_buf_add(b, "]");
 }
 
-static cJSON *eps_json(const struct sp_ct_eps *e)
+static void put_eps(struct sp_buf *b, const struct sp_ct_eps *e)
 {
-	cJSON *arr = cJSON_CreateArray();
-
+	sp_buf_add(b, "[");
 	for (size_t i = 0; i < e->n; i++) {
-		cJSON *pair = cJSON_CreateArray();
-
-		cJSON_AddItemToArray(pair, addr_json(&e->items[i].addr));
-		cJSON_AddItemToArray(pair, cJSON_CreateNumber(e->items[i].port));
-		cJSON_AddItemToArray(arr, pair);
+		sp_buf_add(b, i ? ",[" : "[");
+		put_addr(b, &e->items[i].addr);
+		sp_buf_addf(b, ",%u]", (unsigned)e->items[i].port);
 	}
-	return arr;
+	sp_buf_add(b, "]");
+}
+
+static const char *json_bool(bool v)
+{
+	return v ? "true" : "false";
 }
 
 static int family_number(int family)
@@ -74,74 +92,79 @@ static int family_number(int family)
 	return family == AF_INET6 ? 6 : 4;
 }
 
-static cJSON *svcport_json(const struct sp_ct_svcport *sp)
+static void put_svcport(struct sp_buf *b, const struct sp_ct_svcport *sp)
 {
-	cJSON *o = cJSON_CreateObject();
-
-	cJSON_AddStringToObject(o, "id", sp->id);
-	cJSON_AddNumberToObject(o, "family", family_number(sp->family));
-	cJSON_AddStringToObject(o, "protocol", sp_proto_name(sp->protocol));
-	cJSON_AddItemToObject(o, "cluster_ip", addr_json(&sp->cluster_ip));
-	cJSON_AddNumberToObject(o, "port", sp->port);
-	cJSON_AddNumberToObject(o, "node_port", sp->node_port);
-	cJSON_AddItemToObject(o, "external", addrs_json(sp->external_addrs, sp->n_external_addrs));
-	cJSON_AddBoolToObject(o, "external_policy_local", sp->external_policy_local);
-	cJSON_AddBoolToObject(o, "internal_policy_local", sp->internal_policy_local);
-	cJSON_AddBoolToObject(o, "affinity", sp->affinity);
-	cJSON_AddNumberToObject(o, "affinity_timeout", sp->affinity_timeout);
-	cJSON_AddItemToObject(o, "cluster_eps", eps_json(&sp->cluster_eps));
-	cJSON_AddItemToObject(o, "local_eps", eps_json(&sp->local_eps));
-	return o;
+	sp_buf_add(b, "{\"id\":");
+	sp_buf_add_json_string(b, sp->id);
+	sp_buf_addf(b, ",\"family\":%d,\"protocol\":", family_number(sp->family));
+	sp_buf_add_json_string(b, sp_proto_name(sp->protocol));
+	put_key(b, "cluster_ip");
+	put_addr(b, &sp->cluster_ip);
+	sp_buf_addf(b, ",\"port\":%u,\"node_port\":%u", (unsigned)sp->port,
+		    (unsigned)sp->node_port);
+	put_key(b, "external");
+	put_addrs(b, sp->external_addrs, sp->n_external_addrs);
+	sp_buf_addf(b,
+		    ",\"external_policy_local\":%s,\"internal_policy_local\":%s"
+		    ",\"affinity\":%s,\"affinity_timeout\":%u",
+		    json_bool(sp->external_policy_local), json_bool(sp->internal_policy_local),
+		    json_bool(sp->affinity), (unsigned)sp->affinity_timeout);
+	put_key(b, "cluster_eps");
+	put_eps(b, &sp->cluster_eps);
+	put_key(b, "local_eps");
+	put_eps(b, &sp->local_eps);
+	sp_buf_add(b, "}");
 }
 
-static cJSON *filter_json(const struct sp_ct_filter *f)
+static void put_filter(struct sp_buf *b, const struct sp_ct_filter *f)
 {
-	cJSON *o = cJSON_CreateObject();
-
-	cJSON_AddStringToObject(o, "reason", sp_ct_reason_name(f->reason));
-	cJSON_AddStringToObject(o, "id", f->svc_id ? f->svc_id : "");
-	cJSON_AddNumberToObject(o, "family", family_number(f->family));
-	cJSON_AddStringToObject(o, "protocol", sp_proto_name(f->protocol));
-	cJSON_AddItemToObject(o, "orig_dst", addr_json(&f->orig_dst));
-	cJSON_AddNumberToObject(o, "orig_dport", f->orig_dport);
+	sp_buf_add(b, "{\"reason\":");
+	sp_buf_add_json_string(b, sp_ct_reason_name(f->reason));
+	put_key(b, "id");
+	sp_buf_add_json_string(b, f->svc_id ? f->svc_id : "");
+	sp_buf_addf(b, ",\"family\":%d,\"protocol\":", family_number(f->family));
+	sp_buf_add_json_string(b, sp_proto_name(f->protocol));
+	put_key(b, "orig_dst");
+	put_addr(b, &f->orig_dst);
+	sp_buf_addf(b, ",\"orig_dport\":%u", (unsigned)f->orig_dport);
 	if (f->match_reply_src) {
-		cJSON_AddItemToObject(o, "reply_src", addr_json(&f->reply_src));
-		cJSON_AddNumberToObject(o, "reply_sport", f->reply_sport);
+		put_key(b, "reply_src");
+		put_addr(b, &f->reply_src);
+		sp_buf_addf(b, ",\"reply_sport\":%u", (unsigned)f->reply_sport);
 	}
-	cJSON_AddBoolToObject(o, "snat", f->snat_only);
-	if (f->n_skip_src)
-		cJSON_AddItemToObject(o, "skip_src", cidrs_json(f->skip_src, f->n_skip_src));
-	return o;
+	sp_buf_addf(b, ",\"snat\":%s", json_bool(f->snat_only));
+	if (f->n_skip_src) {
+		put_key(b, "skip_src");
+		put_cidrs(b, f->skip_src, f->n_skip_src);
+	}
+	sp_buf_add(b, "}");
 }
 
 void sp_ct_summary_to_json(const struct sp_ct_summary *s, struct sp_buf *out)
 {
-	cJSON *root = cJSON_CreateObject();
-	cJSON *arr;
-	char *text;
-
-	cJSON_AddNumberToObject(root, "version", SP_CT_STATE_VERSION);
-	cJSON_AddStringToObject(root, "mode", s->mode ? sp_mode_name(s->mode) : "");
-	cJSON_AddBoolToObject(root, "masquerade_all", s->masquerade_all);
-	cJSON_AddItemToObject(root, "nodeport_addrs",
-			      addrs_json(s->nodeport_addrs, s->n_nodeport_addrs));
-	cJSON_AddItemToObject(root, "cluster_sources",
-			      cidrs_json(s->cluster_sources, s->n_cluster_sources));
-	arr = cJSON_AddArrayToObject(root, "svcports");
-	for (size_t i = 0; i < s->n_svcports; i++)
-		cJSON_AddItemToArray(arr, svcport_json(&s->svcports[i]));
-	arr = cJSON_AddArrayToObject(root, "pending");
-	for (size_t i = 0; i < s->pending.n; i++)
-		cJSON_AddItemToArray(arr, filter_json(&s->pending.items[i]));
-	text = cJSON_PrintUnformatted(root);
-	if (!text) {
-		fprintf(stderr, "svcproxy: out of memory printing the conntrack state\n");
-		abort();
+	sp_buf_addf(out, "{\"version\":%d,\"mode\":", SP_CT_STATE_VERSION);
+	sp_buf_add_json_string(out, s->mode ? sp_mode_name(s->mode) : "");
+	sp_buf_addf(out, ",\"masquerade_all\":%s", json_bool(s->masquerade_all));
+	put_key(out, "nodeport_addrs");
+	put_addrs(out, s->nodeport_addrs, s->n_nodeport_addrs);
+	put_key(out, "cluster_sources");
+	put_cidrs(out, s->cluster_sources, s->n_cluster_sources);
+	put_key(out, "svcports");
+	sp_buf_add(out, "[");
+	for (size_t i = 0; i < s->n_svcports; i++) {
+		if (i)
+			sp_buf_add(out, ",");
+		put_svcport(out, &s->svcports[i]);
 	}
-	sp_buf_add(out, text);
-	sp_buf_add(out, "\n");
-	cJSON_free(text);
-	cJSON_Delete(root);
+	sp_buf_add(out, "]");
+	put_key(out, "pending");
+	sp_buf_add(out, "[");
+	for (size_t i = 0; i < s->pending.n; i++) {
+		if (i)
+			sp_buf_add(out, ",");
+		put_filter(out, &s->pending.items[i]);
+	}
+	sp_buf_add(out, "]}\n");
 }
 
 /* ---- from JSON ---- */

@@ -440,6 +440,12 @@ static void print_elem_key(const struct sp_nft_table *t, const struct sp_nft_set
 		sp_nft_print_elem(t, s, e, out);
 		return;
 	}
+	if (s->key == SP_NFT_KEY_DADDR_PORT_SLOT || s->key == SP_NFT_KEY_PORT_SLOT) {
+		if (s->key == SP_NFT_KEY_DADDR_PORT_SLOT)
+			sp_buf_addf(out, "%s . ", sp_addr_format(&e->addr, a));
+		sp_buf_addf(out, "%u . %u", e->port, e->slot);
+		return;
+	}
 	if (s->key == SP_NFT_KEY_DADDR_PROTO_PORT)
 		sp_buf_addf(out, "%s . ", sp_addr_format(&e->addr, a));
 	sp_buf_addf(out, "%s . %u", sp_proto_name_lower(e->proto), e->port);
@@ -778,17 +784,25 @@ static void prev_replace(struct sp_plan *prev, const struct sp_plan *plan)
 	prev->n_svcports = plan->n_svcports;
 }
 
-/* Of a full lowering, keep only the fixed maps. */
+static bool is_pick_chain(const struct sp_nft_chain *c)
+{
+	return !strncmp(c->name, "pick-", 5);
+}
+
+/* Of a full lowering, keep only the fixed maps and the shared pick chains. */
 static void keep_fixed_sets(struct sp_nft_ruleset *rs)
 {
 	for (size_t t = 0; t < rs->n_tables; t++) {
 		struct sp_nft_table *tb = &rs->tables[t];
+		size_t kept = 0;
 
-		for (size_t i = 0; i < tb->n_chains; i++)
-			sp_nft_chain_free(&tb->chains[i]);
-		free(tb->chains);
-		tb->chains = NULL;
-		tb->n_chains = tb->cap_chains = 0;
+		for (size_t i = 0; i < tb->n_chains; i++) {
+			if (is_pick_chain(&tb->chains[i]))
+				tb->chains[kept++] = tb->chains[i];
+			else
+				sp_nft_chain_free(&tb->chains[i]);
+		}
+		tb->n_chains = kept;
 		for (size_t i = SP_NFT_FS_COUNT; i < tb->n_sets; i++)
 			sp_nft_set_free(&tb->sets[i]);
 		if (tb->n_sets > SP_NFT_FS_COUNT)
@@ -819,8 +833,11 @@ static const struct sp_nft_elem *find_elem(const struct sp_nft_set *s, const str
 static bool claims_held_key(const struct sp_nft_table *last, const struct sp_nft_table *old_t,
 			    const struct sp_nft_table *new_t)
 {
-	for (size_t k = 0; k < SP_NFT_FS_HAIRPIN; k++) {
+	for (size_t k = 0; k < SP_NFT_FS_COUNT; k++) {
 		const struct sp_nft_set *ns = &new_t->sets[k];
+
+		if (k == SP_NFT_FS_HAIRPIN)
+			continue;
 
 		for (size_t i = 0; i < ns->n_elems; i++)
 			if (!last || (find_elem(&last->sets[k], &ns->elems[i]) &&
@@ -936,6 +953,28 @@ static void fill_hairpin(const struct sp_plan *plan, const struct port_changes *
 	free(still);
 }
 
+/* The common change, an endpoint replaced: the fragments have the same
+ * keys, all in last, whose elements then take the new data in place
+ * (the endpoint map holds every endpoint of every port: merging it into a
+ * new array costs milliseconds at 10,000 Services). */
+static bool patch_in_place(struct sp_nft_set *ls, const struct sp_nft_set *os,
+			   struct sp_nft_set *ns)
+{
+	if (os->n_elems != ns->n_elems)
+		return false;
+	for (size_t i = 0; i < ns->n_elems; i++)
+		if (sp_nft_elem_cmp(&os->elems[i], &ns->elems[i]) || !find_elem(ls, &ns->elems[i]))
+			return false;
+	for (size_t i = 0; i < ns->n_elems; i++) {
+		struct sp_nft_elem *e = (struct sp_nft_elem *)find_elem(ls, &ns->elems[i]);
+
+		free(e->chain);
+		*e = ns->elems[i];
+		ns->elems[i].chain = NULL;
+	}
+	return true;
+}
+
 /* last's fixed maps after the change: old fragment's elements out, new
  * fragment's in (moved). */
 static void patch_fixed_sets(struct sp_nft_table *last, const struct sp_nft_table *old_t,
@@ -947,7 +986,7 @@ static void patch_fixed_sets(struct sp_nft_table *last, const struct sp_nft_tabl
 		struct sp_nft_elem *v;
 		size_t n = 0, i = 0, j = 0, cap = ls->n_elems + ns->n_elems + 1;
 
-		if (!os->n_elems && !ns->n_elems)
+		if ((!os->n_elems && !ns->n_elems) || patch_in_place(ls, os, ns))
 			continue;
 		v = sp_xcalloc(cap, sizeof(*v));
 		while (i < ls->n_elems || j < ns->n_elems) {
@@ -974,6 +1013,57 @@ static void patch_fixed_sets(struct sp_nft_table *last, const struct sp_nft_tabl
 	}
 }
 
+static void copy_chain(struct sp_nft_table *dst, const struct sp_nft_chain *c)
+{
+	struct sp_nft_chain *d = sp_nft_chain_add(dst, c->name);
+
+	for (size_t i = 0; i < c->n_rules; i++) {
+		struct sp_nft_rule *r = sp_nft_rule_add(d);
+
+		for (size_t j = 0; j < c->rules[i].n_stmts; j++) {
+			const struct sp_nft_stmt *from = &c->rules[i].stmts[j];
+			struct sp_nft_stmt *to = sp_nft_stmt_add(r, from->kind);
+
+			*to = *from;
+			to->set = from->set ? sp_xstrdup(from->set) : NULL;
+			to->chain = from->chain ? sp_xstrdup(from->chain) : NULL;
+		}
+	}
+}
+
+/* The pick chains are shared by every port with the same endpoint map and
+ * count: those the new plan needs (picks) and last lacks go into the new
+ * fragment, those last has and the plan no longer needs into the old one,
+ * so that the fragments' diff creates and deletes them. */
+static void diff_pick_chains(const struct sp_nft_table *last, const struct sp_nft_table *picks,
+			     struct sp_nft_table *old_t, struct sp_nft_table *new_t)
+{
+	struct sp_nft_chain_index have, want;
+
+	sp_nft_chain_index_build(&have, last);
+	sp_nft_chain_index_build(&want, picks);
+	for (size_t i = 0; i < picks->n_chains; i++)
+		if (!sp_nft_chain_index_find(&have, picks->chains[i].name))
+			copy_chain(new_t, &picks->chains[i]);
+	for (size_t i = 0; i < last->n_chains; i++)
+		if (!sp_nft_chain_index_find(&want, last->chains[i].name))
+			copy_chain(old_t, &last->chains[i]);
+	sp_nft_chain_index_free(&have);
+	sp_nft_chain_index_free(&want);
+}
+
+static void replace_chains(struct sp_nft_table *dst, struct sp_nft_table *src)
+{
+	for (size_t i = 0; i < dst->n_chains; i++)
+		sp_nft_chain_free(&dst->chains[i]);
+	free(dst->chains);
+	dst->chains = src->chains;
+	dst->n_chains = src->n_chains;
+	dst->cap_chains = src->cap_chains;
+	src->chains = NULL;
+	src->n_chains = src->cap_chains = 0;
+}
+
 static size_t count_rules(const struct sp_nft_table *t)
 {
 	size_t n = 0;
@@ -993,6 +1083,7 @@ static int incremental_sync(struct sp_backend *be, const struct sp_plan *plan,
 			    struct sp_sync_stats *stats, struct sp_diag *diag)
 {
 	struct sp_nft_ruleset olds = {0}, news = {0};
+	struct sp_nft_table picks[SP_ARRAY_SIZE(families)] = {0};
 	struct port_changes pc = {0};
 	struct plan_ops ops = {0};
 	struct sp_nl_batch batch;
@@ -1025,6 +1116,9 @@ static int incremental_sync(struct sp_backend *be, const struct sp_plan *plan,
 		    !affinity_types_kept(&olds.tables[f], &news.tables[f]))
 			goto out;
 		fill_hairpin(plan, &pc, last, &olds.tables[f], &news.tables[f]);
+		picks[f].family = olds.tables[f].family;
+		sp_nft_pick_chains(plan, picks[f].family, &picks[f]);
+		diff_pick_chains(last, &picks[f], &olds.tables[f], &news.tables[f]);
 		diff_table(&ops, &news.tables[f], &olds.tables[f]);
 		rules_delta += (ssize_t)count_rules(&news.tables[f]) -
 			       (ssize_t)count_rules(&olds.tables[f]);
@@ -1050,13 +1144,18 @@ static int incremental_sync(struct sp_backend *be, const struct sp_plan *plan,
 	for (size_t f = 0; f < news.n_tables; f++) {
 		struct sp_nft_table *last = sp_nft_table_find(&be->last, news.tables[f].family);
 
-		if (last)
-			patch_fixed_sets(last, &olds.tables[f], &news.tables[f]);
+		if (!last)
+			continue;
+		patch_fixed_sets(last, &olds.tables[f], &news.tables[f]);
+		if (picks[f].family)
+			replace_chains(last, &picks[f]);
 	}
 	be->rules_total = (size_t)((ssize_t)be->rules_total + rules_delta);
 	stats->rules_total = be->rules_total;
 	prev_advance(&be->prev, plan, pc.kept);
 out:
+	for (size_t f = 0; f < SP_ARRAY_SIZE(picks); f++)
+		sp_nft_table_free(&picks[f]);
 	plan_ops_free(&ops);
 	sp_nft_ruleset_free(&olds);
 	sp_nft_ruleset_free(&news);

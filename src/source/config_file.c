@@ -478,6 +478,64 @@ static void read_bind_address(struct src_ctx *x, const cJSON *root, const char *
 	*out = sp_xstrdup(s);
 }
 
+/* svcproxy's own settings, under one top-level key of their own: a name
+ * kube-proxy never uses, so that one file serves both (kube-proxy's strict
+ * decoder reports the unknown field and goes on leniently). */
+#define CFG_OWN_SECTION "svcproxy"
+/* Past 2^53 a JSON number is no longer a whole number exactly. */
+#define CFG_MAX_LIMIT (1L << 53)
+
+static void read_limit(struct src_ctx *x, const cJSON *sec, const char *key, size_t *out)
+{
+	long v;
+
+	if (src_get_int(x, sec, CFG_OWN_SECTION, key, 1, CFG_MAX_LIMIT,
+			"is not a whole number from 1 up to 2^53", &v))
+		*out = (size_t)v;
+}
+
+/* The section is ours alone, so a misspelt key is an error: a limit an
+ * operator believes is set must not silently stay at its default. */
+static void check_own_keys(struct src_ctx *x, const cJSON *sec)
+{
+	static const char *const known[] = {"maxInputBytes", "maxJSONDepth", "maxJSONItems"};
+	char path[SRC_PATH_MAX], val[128];
+	const cJSON *it;
+
+	cJSON_ArrayForEach(it, sec)
+	{
+		if (plain_is(it->string, known, SP_ARRAY_SIZE(known)))
+			continue;
+		src_path(path, "%s.%s", CFG_OWN_SECTION,
+			 src_string_text(it->string, val, sizeof(val)));
+		src_error(x, path,
+			  "unknown field (known: maxInputBytes, maxJSONDepth, maxJSONItems)");
+	}
+}
+
+static void read_own_section(struct src_ctx *x, const cJSON *root, struct sp_config *cfg)
+{
+	const cJSON *sec;
+
+	if (!src_get_object(x, root, "", CFG_OWN_SECTION, &sec))
+		return;
+	check_own_keys(x, sec);
+	read_limit(x, sec, "maxInputBytes", &cfg->max_input_bytes);
+	read_limit(x, sec, "maxJSONDepth", &cfg->max_json_depth);
+	read_limit(x, sec, "maxJSONItems", &cfg->max_json_items);
+}
+
+void sp_config_source_limits(const struct sp_config *cfg, struct sp_source_limits *lim)
+{
+	sp_source_limits_default(lim);
+	if (cfg->max_input_bytes)
+		lim->max_file_bytes = cfg->max_input_bytes;
+	if (cfg->max_json_depth)
+		lim->max_depth = cfg->max_json_depth;
+	if (cfg->max_json_items)
+		lim->max_items = cfg->max_json_items;
+}
+
 static void read_header(struct src_ctx *x, const cJSON *root)
 {
 	const char *api = NULL, *kind = NULL;
@@ -535,6 +593,7 @@ static void apply_config(struct src_ctx *x, const cJSON *root, struct sp_config 
 	read_sync_section(x, root, "nftables", SP_MODE_NFTABLES, cfg);
 	read_bind_address(x, root, "healthzBindAddress", &cfg->healthz_bind_address);
 	read_bind_address(x, root, "metricsBindAddress", &cfg->metrics_bind_address);
+	read_own_section(x, root, cfg);
 }
 
 static char *slurp(const char *path, size_t *len, struct sp_diag *diag)

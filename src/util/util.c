@@ -155,6 +155,28 @@ void sp_buf_addf(struct sp_buf *b, const char *fmt, ...)
 	va_end(ap);
 }
 
+void sp_buf_add_json_string(struct sp_buf *b, const char *s)
+{
+	const char *run = s ? s : "";
+
+	sp_buf_add(b, "\"");
+	for (const char *c = run;; c++) {
+		unsigned char ch = (unsigned char)*c;
+
+		if (ch && ch >= 0x20 && ch != '"' && ch != '\\')
+			continue;
+		sp_buf_addn(b, run, (size_t)(c - run));
+		if (!ch)
+			break;
+		if (ch == '"' || ch == '\\')
+			sp_buf_addf(b, "\\%c", ch);
+		else
+			sp_buf_addf(b, "\\u%04x", ch);
+		run = c + 1;
+	}
+	sp_buf_add(b, "\"");
+}
+
 char *sp_buf_steal(struct sp_buf *b)
 {
 	char *s = b->data ? b->data : sp_xstrdup("");

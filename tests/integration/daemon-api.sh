@@ -141,6 +141,37 @@ ctl /apply "$(slice lb 10.244.1.6 node-a)"
 wait_for 10 sh -c "[ \"\$(ip netns exec $ns curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:31999/)\" = 200 ]" ||
 	fail "health check port did not come back"
 
+# Health-check servers share one thread: 30 more Local LBs add none (one
+# thread each would be a thousand at 10,000 Services), and every port answers.
+daemon_threads() { ls "/proc/$(pgrep -n -f "sp-daemon-run --backend record:$plan")/task" | wc -l; }
+threads_before=$(daemon_threads)
+{
+	printf '{"kind":"List","apiVersion":"v1","items":['
+	for i in $(seq 0 29); do
+		[ "$i" = 0 ] || printf ','
+		printf '{"apiVersion":"v1","kind":"Service","metadata":{"name":"hc%d","namespace":"default"},"spec":{"type":"LoadBalancer","externalTrafficPolicy":"Local","healthCheckNodePort":%d,"clusterIP":"10.96.1.%d","clusterIPs":["10.96.1.%d"],"ports":[{"name":"http","port":80,"protocol":"TCP","targetPort":8080,"nodePort":%d}]}},' \
+			"$i" $((32100 + i)) $((i + 1)) $((i + 1)) $((30100 + i))
+		slice "hc$i" "10.244.4.$((i + 1))" node-a
+	done
+	printf ']}'
+} >hc.json
+in_ns curl -sf -X POST --data-binary @hc.json http://127.0.0.1:6444/apply >/dev/null
+wait_for 10 has "default/hc29:http 10.96.1.30:80 hc=32129" || fail "30 health-check Services not programmed"
+for i in $(seq 0 29); do
+	port=$((32100 + i))
+	wait_for 5 sh -c "[ \"\$(ip netns exec $ns curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$port/)\" = 200 ]" ||
+		fail "health check port $port not 200"
+done
+threads_after=$(daemon_threads)
+echo "daemon threads: $threads_before before, $threads_after after 30 more health-check servers"
+[ "$threads_after" -le $((threads_before + 2)) ] ||
+	fail "30 health-check servers took $((threads_after - threads_before)) more threads"
+for i in $(seq 0 29); do
+	ctl /delete "{\"kind\":\"Service\",\"namespace\":\"default\",\"name\":\"hc$i\"}"
+done
+hc_closed() { ! in_ns curl -s -o /dev/null http://127.0.0.1:32129/; }
+wait_for 10 hc_closed || fail "health check port 32129 still open after its Service was deleted"
+
 # A burst of 50 endpoint changes is coalesced into a few syncs and ends in
 # the last state.
 syncs_before=$(metric kubeproxy_sync_partial_proxy_rules_duration_seconds_count)

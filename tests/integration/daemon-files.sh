@@ -143,6 +143,13 @@ prom_valid "$tmp/metrics.txt" || fail "/metrics is not Prometheus text"
 [ "$(in_ns curl -sf http://127.0.0.1:10249/proxyMode)" = "$MODE" ] || fail "/proxyMode"
 in_ns curl -sf http://127.0.0.1:10249/rules >"$tmp/rules.nft" || fail "/rules"
 grep -q "10.96.0.10" "$tmp/rules.nft" || fail "/rules does not show the plan"
+# /rules prints the plan in force on request: the same bytes `svcproxy plan`
+# prints for the same objects and configuration.
+ip netns exec "$ns" "$top_builddir/svcproxy" plan --proxy-mode "$MODE" --config "$tmp/config.yaml" \
+	--hostname-override node-1 "$SP_OBJ" >"$tmp/plan.out" 2>"$tmp/plan.err" ||
+	fail "svcproxy plan: $(cat "$tmp/plan.err")"
+cmp -s "$tmp/rules.nft" "$tmp/plan.out" ||
+	fail "/rules differs from svcproxy plan: $(diff "$tmp/plan.out" "$tmp/rules.nft" | head -5)"
 
 # SIGTERM: exit 0, rules stay, traffic keeps flowing.
 kill -TERM "$daemon_pid"

@@ -1,7 +1,8 @@
 #!/bin/bash
 # nftables mode, the daemon's partial sync (full=false): only the Service
 # ports that changed since the previous plan are lowered and sent. After
-# each step of a sequence of changes (endpoint address, local endpoints and
+# each step of a sequence of changes (endpoint address, endpoint count up
+# and down with its shared pick chain, local endpoints and
 # the shared hairpin map, Services removed and added, an affinity timeout,
 # a Service claiming another's external IP and node port, the IPv6 table
 # vanishing and coming back) the backend's own diff, which reads the table
@@ -42,6 +43,17 @@ step("base", base)
 d = copy.deepcopy(base)
 find(d, "EndpointSlice", "web-a")["endpoints"][1]["addresses"] = ["10.244.2.55"]
 step("endpoint", d)
+# web's endpoint count goes up to four (a count no other port has) and back
+# down: its chain's goto changes, the shared pick chain for four endpoints
+# is created, then deleted again.
+eps = find(d, "EndpointSlice", "web-a")["endpoints"]
+for a in ("10.244.2.56", "10.244.2.57"):
+    extra = copy.deepcopy(eps[1])
+    extra["addresses"] = [a]
+    eps.append(extra)
+step("endpoint-count-up", d)
+del eps[2:]
+step("endpoint-count-down", d)
 # web's local endpoint moves away; a new one becomes local.
 eps = find(d, "EndpointSlice", "web-a")["endpoints"]
 eps[0]["nodeName"] = "node-2"
@@ -130,8 +142,9 @@ if SP_NFT_PERF_HOOK="nft delete table ip svcproxy" sp_in node1 "$PERF" --check \
 	echo "FAIL: a partial sync into a deleted table was not refused"
 	exit 1
 fi
-grep -q 'flush chain ip svcproxy svc-default/web/tcp/[^ ]*: No such file' "$SP_TMP/refused" &&
-	grep -q 'add rule ip svcproxy svc-default/web/tcp/[^ ]* meta l4proto tcp .*dnat ip to 10.244.2.55' "$SP_TMP/refused" || {
+# The endpoint is map data: its element is what is refused, old and new.
+grep -q 'delete element ip svcproxy endpoints-tcp { [^}]* : 10.244.2.5 . 8080 }: No such file' "$SP_TMP/refused" &&
+	grep -q 'add element ip svcproxy endpoints-tcp { [^}]* : 10.244.2.55 . 8080 }: No such file' "$SP_TMP/refused" || {
 	cat "$SP_TMP/refused"
 	echo "FAIL: the refused objects are not named"
 	exit 1

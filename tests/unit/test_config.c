@@ -205,6 +205,23 @@ START_TEST(bad_values_name_file_field_value)
 		 "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
 		 "\n",
 		 "line 1: YAML nested deeper than 32 levels"},
+		{HDR "svcproxy:\n  maxInputBytes: 0\n",
+		 "KubeProxyConfiguration: svcproxy.maxInputBytes: 0 is not a whole number from 1 "
+		 "up"},
+		{HDR "svcproxy:\n  maxJSONDepth: 2.5\n",
+		 "KubeProxyConfiguration: svcproxy.maxJSONDepth: 2.5 is not a whole number"},
+		{HDR "svcproxy:\n  maxJSONItems: -3\n",
+		 "KubeProxyConfiguration: svcproxy.maxJSONItems: -3 is not a whole number"},
+		{HDR "svcproxy:\n  maxJSONItems: 9007199254740994\n",
+		 "KubeProxyConfiguration: svcproxy.maxJSONItems: 9007199254740994 is not a whole "
+		 "number from 1 up to 2^53"},
+		{HDR "svcproxy:\n  maxInputBytes: \"1Mi\"\n",
+		 "KubeProxyConfiguration: svcproxy.maxInputBytes: \"1Mi\" is not an integer"},
+		{HDR "svcproxy:\n  maxJsonDepth: 8\n",
+		 "KubeProxyConfiguration: svcproxy.\"maxJsonDepth\": unknown field (known: "
+		 "maxInputBytes, maxJSONDepth, maxJSONItems)"},
+		{HDR "svcproxy: 1048576\n",
+		 "KubeProxyConfiguration: svcproxy: 1048576 is not an object"},
 	};
 	for (size_t i = 0; i < SP_ARRAY_SIZE(cases); i++) {
 		struct sp_config cfg;
@@ -259,6 +276,63 @@ START_TEST(primary_and_defaults)
 }
 END_TEST
 
+/* svcproxy's own section: read from YAML and JSON, absent keys keep the
+ * reader's defaults, and a file without it changes nothing. */
+START_TEST(source_limits_section)
+{
+	struct sp_source_limits lim, def;
+	struct sp_config cfg;
+	struct sp_diag d;
+	char *name;
+
+	sp_source_limits_default(&def);
+	sp_config_init(&cfg);
+	sp_diag_init(&d);
+	sp_config_source_limits(&cfg, &lim);
+	ck_assert_uint_eq(lim.max_file_bytes, def.max_file_bytes);
+	ck_assert_uint_eq(lim.max_depth, def.max_depth);
+	ck_assert_uint_eq(lim.max_items, def.max_items);
+	ck_assert_int_eq(load_text(HDR "svcproxy:\n  maxInputBytes: 1048576\n"
+				       "  maxJSONDepth: 12\n  maxJSONItems: 5000\n",
+				   &cfg, &d, &name),
+			 0);
+	dump_diag(&d);
+	ck_assert_uint_eq(d.n_msgs, 0);
+	sp_config_source_limits(&cfg, &lim);
+	ck_assert_uint_eq(lim.max_file_bytes, 1048576);
+	ck_assert_uint_eq(lim.max_depth, 12);
+	ck_assert_uint_eq(lim.max_items, 5000);
+	free(name);
+	sp_config_free(&cfg);
+	sp_diag_free(&d);
+
+	sp_config_init(&cfg);
+	sp_diag_init(&d);
+	ck_assert_int_eq(load_text("{\"apiVersion\": \"kubeproxy.config.k8s.io/v1alpha1\", "
+				   "\"kind\": \"KubeProxyConfiguration\", "
+				   "\"svcproxy\": {\"maxJSONDepth\": 9007199254740992}}",
+				   &cfg, &d, &name),
+			 0);
+	dump_diag(&d);
+	sp_config_source_limits(&cfg, &lim);
+	ck_assert_uint_eq(lim.max_file_bytes, def.max_file_bytes);
+	ck_assert_uint_eq(lim.max_depth, 9007199254740992u);
+	ck_assert_uint_eq(lim.max_items, def.max_items);
+	free(name);
+	sp_config_free(&cfg);
+	sp_diag_free(&d);
+
+	sp_config_init(&cfg);
+	sp_diag_init(&d);
+	ck_assert_int_eq(load_text(HDR "svcproxy: null\nmode: nftables\n", &cfg, &d, &name), 0);
+	sp_config_source_limits(&cfg, &lim);
+	ck_assert_uint_eq(lim.max_file_bytes, def.max_file_bytes);
+	free(name);
+	sp_config_free(&cfg);
+	sp_diag_free(&d);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("config");
@@ -271,6 +345,7 @@ int main(void)
 	tcase_add_test(tc, json_every_field);
 	tcase_add_test(tc, bad_values_name_file_field_value);
 	tcase_add_test(tc, primary_and_defaults);
+	tcase_add_test(tc, source_limits_section);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -265,6 +265,50 @@ static char *write_tmp(const char *dir, const char *name, const char *text)
 	return path;
 }
 
+/* Which list items hold \u0000, and when the list as a whole must go. */
+START_TEST(list_nul_items)
+{
+	static const struct {
+		const char *text;
+		bool ok;
+		size_t n;
+		size_t idx[2];
+	} cases[] = {
+		{"{\"items\":[{\"a\":\"x\"},{\"b\":\"y\"}]}", true, 0, {0}},
+		{"{\"items\":[{\"a\":\"x\"},{\"b\":\"y\\u0000z\",\"c\":\"\\u0000\"}]}",
+		 true,
+		 1,
+		 {1}},
+		{"{\"kind\":\"List\", \"items\" : [ {\"a\":[\"\\u0000\",1]}, {}, {\"k\\u0000\":1} "
+		 "]}",
+		 true,
+		 2,
+		 {0, 2}},
+		/* An escaped backslash then "u0000" is text, not a NUL. */
+		{"{\"items\":[{\"a\":\"\\\\u0000\"}]}", true, 0, {0}},
+		/* Commas inside an item's strings and arrays do not count. */
+		{"{\"items\":[{\"a\":\",,\",\"b\":[1,2,3]},{\"c\":\"\\u0000\"}]}", true, 1, {1}},
+		{"{\"metadata\":{\"continue\":\"\\u0000\"},\"items\":[]}", false, 0, {0}},
+		{"{\"items\":[{}],\"x\":\"\\u0000\"}", false, 0, {0}},
+		{"{\"items\":[{}],\"items\":[{\"a\":\"\\u0000\"}]}", false, 0, {0}},
+		{"{\"other\":[{\"a\":\"\\u0000\"}]}", false, 0, {0}},
+	};
+
+	for (size_t i = 0; i < SP_ARRAY_SIZE(cases); i++) {
+		size_t *bad = (size_t *)1, n = 99;
+		bool ok = sp_djson_nul_items(cases[i].text, strlen(cases[i].text), &bad, &n);
+
+		ck_assert_msg(ok == cases[i].ok, "case %zu", i);
+		ck_assert_msg(n == cases[i].n, "case %zu: %zu items", i, n);
+		for (size_t j = 0; j < n; j++)
+			ck_assert_msg(bad[j] == cases[i].idx[j], "case %zu: item %zu", i, bad[j]);
+		if (!n)
+			ck_assert_ptr_null(bad);
+		free(bad);
+	}
+}
+END_TEST
+
 START_TEST(kubeconfig_parse)
 {
 	char dir[] = "/tmp/sp-kubeconfig-XXXXXX";
@@ -971,6 +1015,7 @@ static Suite *daemon_suite(void)
 	tcase_add_test(pure, hc_body_shape);
 	tcase_add_test(pure, store_changes);
 	tcase_add_test(pure, kubeconfig_parse);
+	tcase_add_test(pure, list_nul_items);
 	tcase_add_test(pure, journald_lines);
 	tcase_add_test(pure, bind_addresses);
 	tcase_add_test(loop, loop_with_fake_backend);

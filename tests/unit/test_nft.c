@@ -150,13 +150,19 @@ START_TEST(cluster_ip_spreads_over_endpoints)
 	assert_chain(AF_INET, "svc-default/web/tcp/http",
 		     "ip daddr 10.96.0.10 meta l4proto tcp th dport 80 jump "
 		     "masquerade-off-cluster\n"
-		     "meta l4proto tcp numgen random mod 2 == 0 dnat ip to 10.244.1.5:8080\n"
-		     "meta l4proto tcp dnat ip to 10.244.2.5:8080\n");
+		     "goto pick-endpoints-tcp-2\n");
+	/* The endpoint is map data: slot i of (ClusterIP . port) is endpoint i. */
+	assert_chain(AF_INET, "pick-endpoints-tcp-2",
+		     "dnat ip to ip daddr . tcp dport . numgen random mod 2 map @endpoints-tcp\n");
 	assert_chain(AF_INET, "masquerade-off-cluster",
 		     "ip saddr 10.244.0.0/16 return\ngoto mark-for-masquerade\n");
 	text = text_of();
 	ck_assert_ptr_nonnull(
 		strstr(text, "10.96.0.10 . tcp . 80 : goto svc-default/web/tcp/http"));
+	ck_assert_ptr_nonnull(strstr(text, "10.96.0.10 . 80 . 0 : 10.244.1.5 . 8080,"));
+	ck_assert_ptr_nonnull(strstr(text, "10.96.0.10 . 80 . 1 : 10.244.2.5 . 8080"));
+	ck_assert_ptr_nonnull(strstr(text, "typeof ip daddr . tcp dport . numgen random mod 1 : "
+					   "ip daddr . tcp dport"));
 	/* Hairpin: local endpoints only. */
 	ck_assert_ptr_nonnull(strstr(text, "10.244.1.5 . 10.244.1.5"));
 	ck_assert_ptr_null(strstr(text, "10.244.2.5 . 10.244.2.5"));
@@ -185,9 +191,7 @@ START_TEST(no_endpoints_rejected)
 	ck_assert_ptr_null(strstr(text, "10.96.0.30 . udp . 53 : goto svc"));
 	free(text);
 	/* Without cluster CIDRs nothing masquerades ClusterIP traffic. */
-	assert_chain(AF_INET, "svc-default/web/tcp/http",
-		     "meta l4proto tcp numgen random mod 2 == 0 dnat ip to 10.244.1.5:8080\n"
-		     "meta l4proto tcp dnat ip to 10.244.2.5:8080\n");
+	assert_chain(AF_INET, "svc-default/web/tcp/http", "goto pick-endpoints-tcp-2\n");
 }
 END_TEST
 
@@ -201,15 +205,32 @@ START_TEST(local_policy_short_circuits_in_cluster)
 		     "fib saddr type local jump mark-for-masquerade\n"
 		     "fib saddr type local goto svc-default/lb/tcp/443\n"
 		     "goto local-default/lb/tcp/443\n");
-	assert_chain(AF_INET, "local-default/lb/tcp/443",
-		     "meta l4proto tcp dnat ip to 10.244.1.6:8443\n");
+	assert_chain(AF_INET, "local-default/lb/tcp/443", "goto pick-local-endpoints-tcp-1\n");
+	/* Node ports arrive on any local address: their own chain, keyed by
+	 * the node port alone. */
+	assert_chain(AF_INET, "nodeport-default/lb/tcp/443",
+		     "ip saddr 10.244.0.0/16 goto pick-nodeport-endpoints-tcp-2\n"
+		     "fib saddr type local jump mark-for-masquerade\n"
+		     "fib saddr type local goto pick-nodeport-endpoints-tcp-2\n"
+		     "goto pick-local-nodeport-endpoints-tcp-1\n");
+	assert_chain(
+		AF_INET, "pick-local-nodeport-endpoints-tcp-1",
+		"dnat ip to tcp dport . numgen random mod 1 map @local-nodeport-endpoints-tcp\n");
 	assert_chain(AF_INET, "fw-default/lb/tcp/443", "ip saddr 203.0.113.0/24 return\ndrop\n");
 	text = text_of();
 	ck_assert_ptr_nonnull(
 		strstr(text, "198.51.100.7 . tcp . 443 : goto ext-default/lb/tcp/443"));
 	ck_assert_ptr_nonnull(
 		strstr(text, "198.51.100.7 . tcp . 443 : goto fw-default/lb/tcp/443"));
-	ck_assert_ptr_nonnull(strstr(text, "tcp . 30443 : goto ext-default/lb/tcp/443"));
+	ck_assert_ptr_nonnull(strstr(text, "tcp . 30443 : goto nodeport-default/lb/tcp/443"));
+	/* The LB IP: every endpoint for the short circuit, the local one
+	 * otherwise; the node port likewise. */
+	ck_assert_ptr_nonnull(strstr(text, "198.51.100.7 . 443 . 1 : 10.244.2.6 . 8443"));
+	ck_assert_ptr_nonnull(strstr(text, "local-endpoints-tcp {\n\t\ttypeof ip daddr . tcp dport "
+					   ". numgen random mod 1 : ip daddr . tcp dport\n"
+					   "\t\telements = {\n\t\t\t198.51.100.7 . 443 . 0 : "
+					   "10.244.1.6 . 8443\n"));
+	ck_assert_ptr_nonnull(strstr(text, "30443 . 1 : 10.244.2.6 . 8443"));
 	free(text);
 }
 END_TEST
@@ -241,8 +262,10 @@ START_TEST(ipv6_gets_its_own_table)
 	t6 = sp_nft_table_find(&rs, AF_INET6);
 	ck_assert_ptr_nonnull(t6);
 	ck_assert_ptr_null(sp_nft_chain_find(t6, "svc-default/web/tcp/http"));
-	assert_chain(AF_INET6, "svc-default/web6/tcp/80",
-		     "meta l4proto tcp dnat ip6 to [fd00:244::5]:8080\n");
+	assert_chain(AF_INET6, "svc-default/web6/tcp/80", "goto pick-endpoints-tcp-1\n");
+	assert_chain(
+		AF_INET6, "pick-endpoints-tcp-1",
+		"dnat ip6 to ip6 daddr . tcp dport . numgen random mod 1 map @endpoints-tcp\n");
 	assert_chain(AF_INET6, "services",
 		     "ip6 daddr . meta l4proto . th dport vmap @service-ips\n"
 		     "fib daddr type local ip6 daddr != ::1 meta l4proto . th dport vmap "
@@ -256,9 +279,56 @@ START_TEST(few_sets_whatever_the_size)
 
 	build("10.244.0.0/16");
 	t = sp_nft_table_find(&rs, AF_INET);
-	/* Five fixed maps, the hairpin set, and one map per Service port
-	 * with affinity. */
-	ck_assert_uint_eq(t->n_sets, 7);
+	/* Five fixed maps, the hairpin set, the endpoint maps (four kinds
+	 * for each of TCP, UDP and SCTP), and one map per Service port with
+	 * affinity. */
+	ck_assert_uint_eq(t->n_sets, 6 + 12 + 1);
+}
+END_TEST
+
+/* One pick chain per endpoint map and endpoint count in use, whatever the
+ * number of ports, large counts included; affinity ports and ports without
+ * endpoints need none. */
+START_TEST(pick_chains_one_per_count)
+{
+	static const size_t counts[] = {5, 1500, 5, 2000, 1500, 1023, 1024, 7};
+	struct sp_plan_svcport sps[SP_ARRAY_SIZE(counts)] = {0};
+	struct sp_plan p = {0};
+	struct sp_nft_table t = {0};
+	struct sp_buf names;
+
+	for (size_t i = 0; i < SP_ARRAY_SIZE(counts); i++) {
+		sps[i].family = AF_INET;
+		sps[i].protocol = IPPROTO_TCP;
+		sps[i].has_any_endpoints = true;
+		sps[i].cluster.n = counts[i];
+	}
+	sps[7].affinity = true; /* keeps the cascade */
+	sps[0].protocol = IPPROTO_UDP;
+	sps[2].node_port = 30000;
+	sps[2].external_policy_local = true;
+	sps[2].local.n = 2;
+	p.svcports = sps;
+	p.n_svcports = SP_ARRAY_SIZE(sps);
+	t.family = AF_INET;
+	sp_nft_pick_chains(&p, AF_INET, &t);
+	sp_buf_init(&names);
+	sp_buf_add(&names, "");
+	for (size_t i = 0; i < t.n_chains; i++) {
+		sp_buf_addf(&names, "%s\n", t.chains[i].name);
+		ck_assert_uint_eq(t.chains[i].n_rules, 1);
+	}
+	ck_assert_str_eq(names.data, "pick-endpoints-tcp-5\n"
+				     "pick-endpoints-tcp-1023\n"
+				     "pick-endpoints-tcp-1024\n"
+				     "pick-endpoints-tcp-1500\n"
+				     "pick-endpoints-tcp-2000\n"
+				     "pick-endpoints-udp-5\n"
+				     "pick-local-endpoints-tcp-2\n"
+				     "pick-nodeport-endpoints-tcp-5\n"
+				     "pick-local-nodeport-endpoints-tcp-2\n");
+	sp_buf_free(&names);
+	sp_nft_table_free(&t);
 }
 END_TEST
 
@@ -409,6 +479,7 @@ int main(void)
 	tcase_add_test(tc, ipv6_gets_its_own_table);
 	tcase_add_test(tc, few_sets_whatever_the_size);
 	tcase_add_test(tc, deterministic_text);
+	tcase_add_test(tc, pick_chains_one_per_count);
 	tcase_add_test(tc, rules_roundtrip_through_netlink);
 	tcase_add_test(tc, rules_decode_back);
 	suite_add_tcase(s, tc);

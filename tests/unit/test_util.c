@@ -115,6 +115,21 @@ START_TEST(buf_and_diag)
 }
 END_TEST
 
+START_TEST(json_string_escapes)
+{
+	struct sp_buf b;
+
+	sp_buf_init(&b);
+	sp_buf_add_json_string(&b, "default/web:http");
+	sp_buf_add(&b, " ");
+	sp_buf_add_json_string(&b, "a\"b\\c\n\x01" "d");
+	sp_buf_add(&b, " ");
+	sp_buf_add_json_string(&b, NULL);
+	ck_assert_str_eq(b.data, "\"default/web:http\" \"a\\\"b\\\\c\\u000a\\u0001d\" \"\"");
+	sp_buf_free(&b);
+}
+END_TEST
+
 START_TEST(sorted_find_str)
 {
 	struct named {
@@ -155,6 +170,7 @@ int main(void)
 	tcase_add_test(tc, parse_long_is_strict);
 	tcase_add_test(tc, buf_and_diag);
 	tcase_add_test(tc, sorted_find_str);
+	tcase_add_test(tc, json_string_escapes);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
