@@ -323,9 +323,15 @@ echo "ipvs: $TRIALS trials: $killed killed mid-sync, $finished finished first;" 
 # ---- a kernel refusal: a helper-rule commit -------------------------------
 # IPVS and the policy rules are written first (docs/ipvs.md, Sync), the
 # helper chains last, one libiptc commit per table (filter, then nat).
+# The helper rules are constant (they match ipsets), so a plan change alone
+# commits nothing: drift in both tables (our chains flushed) makes the sync
+# rewrite them, and the refused table must stay as the drift left it.
 if [ "$cur" = a ]; then want=b; else want=a; fi
 for r in 1 2; do
 	converge "$cur" "refusal $r"
+	iptables-legacy -t filter -F KUBE-IPVS-FIREWALL
+	iptables-legacy -t nat -F KUBE-SERVICES
+	state >"$TMP/before"
 	env LD_PRELOAD="$FAULT_SO" SP_FAULT_IPT_REFUSE=$r "$SVCPROXY" sync --proxy-mode ipvs \
 		--hostname-override node-1 --nodeport-addresses 192.168.0.0/24 \
 		--cluster-cidr 10.244.0.0/16 --state-dir "$TMP/ct" "$TMP/$want.json" >"$TMP/out" 2>&1
@@ -337,7 +343,7 @@ for r in 1 2; do
 	table=$(sed -n 's/.*iptables \([a-z]*\): commit refused.*/\1/p' <<<"$msg")
 	[ -n "$table" ] || fail "$what: no clear error naming the table: $msg"
 	section "$TMP/now" "*$table" >"$TMP/have"
-	section "$TMP/ref-$cur" "*$table" >"$TMP/want"
+	section "$TMP/before" "*$table" >"$TMP/want"
 	cmp -s "$TMP/have" "$TMP/want" || fail "$what: the refused table $table is not as it was"
 	ipvs_part "$TMP/now" >"$TMP/have"
 	ipvs_part "$TMP/ref-$cur$want" >"$TMP/want"
