@@ -192,7 +192,8 @@ converge a "reference a"
 state "$TMP/ref-a"
 count_calls() { # PLAN: one clean incremental sync of PLAN, its socket calls and time
 	rm -f "$TMP/count"
-	local start=$(date +%s%N)
+	local start
+	start=$(date +%s%N)
 	LD_PRELOAD=$FAULT_SO SP_FAULT_COUNT=$TMP/count svc sync "$1" >"$TMP/out" 2>&1 ||
 		{ fail "clean sync $1: $(head -3 "$TMP/out")"; exit 1; }
 	echo "$(cat "$TMP/count") $((($(date +%s%N) - start) / 1000))"
@@ -262,13 +263,13 @@ for t in $(seq 1 "$TRIALS"); do
 	if [ $((t % 3)) = 0 ]; then
 		us=$((RANDOM * 32768 % (sync_us * 5 / 4 + 1) + RANDOM % 1000))
 		fault="after $us us"
-		fault_env=(SP_FAULT_KILL_AFTER_US=$us)
+		fault_env=("SP_FAULT_KILL_AFTER_US=$us")
 	else
 		k=$((RANDOM % calls + 1))
 		when=before
 		[ $((RANDOM % 2)) = 0 ] || when=after
 		fault="$when socket call $k/$calls"
-		fault_env=(SP_FAULT_KILL_AT=$k SP_FAULT_KILL_WHEN=$when)
+		fault_env=("SP_FAULT_KILL_AT=$k" "SP_FAULT_KILL_WHEN=$when")
 	fi
 	what="trial $t ($cur -> $want, $fault)"
 	lap idle
