@@ -507,6 +507,9 @@ def median(values):
 
 
 # ---- text helpers -------------------------------------------------------------------
+SPLIT_RX = re.compile(r"\(model and plan ([\d.]+) s, \w+ ([\d.]+) s\)")
+
+
 def wait_log(path, pattern, skip_lines, timeout, proc):
     """The first line after skip_lines matching pattern, as a dict; None
     after timeout seconds or once proc has exited."""
@@ -520,9 +523,16 @@ def wait_log(path, pattern, skip_lines, timeout, proc):
             m = rx.search(line)
             if m:
                 kind, svcports, changed, msgs, secs = m.groups()
-                return {"kind": kind, "service_ports": int(svcports),
-                        "objects_changed": int(changed), "messages": int(msgs),
-                        "seconds": float(secs)}
+                res = {"kind": kind, "service_ports": int(svcports),
+                       "objects_changed": int(changed), "messages": int(msgs),
+                       "seconds": float(secs)}
+                # The split the daemon logs: model + plan, then the backend
+                # (diff + kernel).
+                split = SPLIT_RX.search(line)
+                if split:
+                    res["plan_seconds"] = float(split.group(1))
+                    res["backend_seconds"] = float(split.group(2))
+                return res
         if not alive:
             log("daemon exited %s; its log:\n%s" % (proc.returncode, "\n".join(lines[-10:])))
             return None

@@ -98,6 +98,14 @@ def table(res):
             out.append("%-9s %6s daemon peak RSS %.1f MiB, first (full) sync %s"
                        % (r["mode"], r["services"], d["vmhwm_kb"] / 1024,
                           fnum(d["first"]["seconds"]) if d.get("first") else "-"))
+        split = [(label, d[key]) for key, label in (("ep", "endpoint"), ("svc", "service"))
+                 if d.get(key) and "backend_seconds" in d[key]]
+        if split:
+            out.append("%-9s %6s daemon partial sync split: %s" % (
+                r["mode"], r["services"], "; ".join(
+                    "%s: model+plan %s, backend (diff+kernel) %s"
+                    % (label, fnum(x["plan_seconds"]), fnum(x["backend_seconds"]))
+                    for label, x in split)))
     kp = res.get("kube_proxy_nft", [])
     if kp:
         out.append("")

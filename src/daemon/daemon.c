@@ -301,7 +301,7 @@ static void do_sync(struct sp_daemon *d, bool full)
 	struct sp_diag diag;
 	struct sp_sync_stats stats = {0};
 	struct sp_ct_stats ct_stats = {0};
-	int64_t start = mono_now(), end, real;
+	int64_t start = mono_now(), planned, end, real;
 	double secs;
 	int r;
 
@@ -310,6 +310,7 @@ static void do_sync(struct sp_daemon *d, bool full)
 	sp_diag_init(&diag);
 	fill_model(d, &c, &diag);
 	sp_plan_build(&plan, &c, d->cfg, &diag);
+	planned = mono_now();
 	/* A sync in progress counts as pending: one stuck in the kernel (an
 	 * xtables lock held elsewhere) turns /healthz red after the timeout,
 	 * even when it was a periodic resync with no change queued. */
@@ -374,9 +375,11 @@ static void do_sync(struct sp_daemon *d, bool full)
 			sp_dlog(SP_LOG_NOTICE, "first sync done: %zu service ports programmed (%s)",
 				plan.n_svcports, sp_mode_name(d->ops->mode));
 		sp_dlog(SP_LOG_INFO,
-			"%s sync: %zu service ports, %zu objects changed, %zu messages, %.3f s",
+			"%s sync: %zu service ports, %zu objects changed, %zu messages, %.6f s "
+			"(model and plan %.6f s, %s %.6f s)",
 			full ? "full" : "partial", plan.n_svcports, stats.objects_changed,
-			stats.messages_sent, secs);
+			stats.messages_sent, secs, (double)(planned - start) / 1e9,
+			sp_mode_name(d->ops->mode), (double)(end - planned) / 1e9);
 		notify_status(d, &plan, true);
 		d->failing = false;
 		d->need_full = false;

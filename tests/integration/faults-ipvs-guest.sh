@@ -15,7 +15,11 @@
 #      IPVS has no transaction: a killed sync may leave a state equal to
 #      neither plan. That is counted, not failed: it is what the next sync
 #      repairs.
-#   2. A kernel refusal: the kernel refuses a helper-rule commit (sp-fault.so
+#   2. A change undone after a kill (FAULT_ROLLBACK_TRIALS, default 6): the
+#      old plan synced after a kill in the middle of adding virtual servers.
+#      Leaked virtual servers are counted (a known defect, see that part and
+#      docs/reliability.md); anything else that differs from the plan fails.
+#   3. A kernel refusal: the kernel refuses a helper-rule commit (sp-fault.so
 #      alters its hook mask): exit 1, a clear error naming the table, that
 #      table as it was, and the next sync repairs.
 #
@@ -130,26 +134,40 @@ svc() { # COMMAND PLAN [ARGS]
 # The kernel state as text independent of the history that made it: IPVS
 # lists real servers in the order they were added and ip lists addresses and
 # same-preference rules in creation order, so those lines are sorted (each
-# is self-describing); iptables-legacy-save is canonical already, its chain
-# counters are dropped. Every process costs in the lab (iptables-legacy-save
-# alone about half a second: it loads an extension per match), so the two
-# parts can be read apart.
-ipvs_state() {
-	{
-		ipvsadm -Sn
-		ip -force -o -batch - 2>/dev/null <<-'EOF'
-			addr show dev kube-ipvs0
-			rule show
-			route show table 2153
-		EOF
-	} | sort
+# is self-describing); iptables-legacy-save is canonical already, its
+# comments and chain counters are dropped. Every program started costs in
+# the lab (iptables-legacy-save alone about half a second: it loads an
+# extension per match), so the two parts can be read apart, and what the
+# shell can do itself it does.
+ipvs_state() { # FILE
+	ipvsadm -Sn >"$1.raw"
+	ip -force -o -batch - >>"$1.raw" 2>/dev/null <<-'EOF'
+		addr show dev kube-ipvs0
+		rule show
+		route show table 2153
+	EOF
+	sort "$1.raw" >"$1"
 }
-helper_state() {
-	iptables-legacy-save | sed -e '/^#/d' -e 's/ \[[0-9]*:[0-9]*\]$/ [0:0]/'
+helper_state() { # FILE: appended to it
+	local line
+	iptables-legacy-save >"$1.raw"
+	while IFS= read -r line; do
+		case $line in
+		'#'*) continue ;;
+		':'*' ['*']') line="${line% \[*} [0:0]" ;;
+		esac
+		printf '%s\n' "$line"
+	done <"$1.raw" >>"$1"
 }
-state() {
-	ipvs_state
-	helper_state
+state() { # FILE
+	ipvs_state "$1"
+	helper_state "$1"
+}
+same() { # FILE FILE: the same text
+	local x y
+	IFS= read -r -d '' x <"$1"
+	IFS= read -r -d '' y <"$2"
+	[ "$x" = "$y" ]
 }
 
 section() { # FILE *TABLE: that table's lines, up to its COMMIT
@@ -171,22 +189,23 @@ converge() { # PLAN WHAT
 # IPVS and ip lines; drained-PQ: the deletions diff lists for those servers.
 svc cleanup a >/dev/null 2>&1
 converge a "reference a"
-state >"$TMP/ref-a"
+state "$TMP/ref-a"
 count_calls() { # PLAN: one clean incremental sync of PLAN, its socket calls and time
 	rm -f "$TMP/count"
-	local start=$(date +%s%N)
+	local start
+	start=$(date +%s%N)
 	LD_PRELOAD=$FAULT_SO SP_FAULT_COUNT=$TMP/count svc sync "$1" >"$TMP/out" 2>&1 ||
 		{ fail "clean sync $1: $(head -3 "$TMP/out")"; exit 1; }
 	echo "$(cat "$TMP/count") $((($(date +%s%N) - start) / 1000))"
 }
 read -r calls_ab us_ab <<<"$(count_calls b)"
-state >"$TMP/ref-ab"
+state "$TMP/ref-ab"
 converge b "reference b"
-state >"$TMP/ref-b"
+state "$TMP/ref-b"
 read -r calls_ba us_ba <<<"$(count_calls a)"
-state >"$TMP/ref-ba"
+state "$TMP/ref-ba"
 converge a "reference a, again"
-state >"$TMP/now"
+state "$TMP/now"
 cmp -s "$TMP/ref-a" "$TMP/now" ||
 	{ fail "converged a is not repeatable"; diff "$TMP/ref-a" "$TMP/now" | head; exit 1; }
 cmp -s "$TMP/ref-a" "$TMP/ref-b" && { fail "plans a and b look alike"; exit 1; }
@@ -229,6 +248,14 @@ after_kill() { # CUR WANT SUFFIX
 	}' "$TMP/ref-$1$3" "$TMP/ref-$1$2$3" "$TMP/ref-$2$3" "$TMP/ref-$2$1$3" "$TMP/now"
 }
 
+# Where a trial's time goes, summed per phase (printed, never asserted).
+declare -A spent=()
+lap_at=
+lap() { # PHASE: the time since the last lap goes to PHASE
+	local now=${EPOCHREALTIME/./}
+	[ -n "$lap_at" ] && spent[$1]=$((${spent[$1]:-0} + now - lap_at))
+	lap_at=$now
+}
 trial_start=$(date +%s)
 killed=0 finished=0 old=0 new=0 neither=0 drain_passes=0 helper_reads=0 cur=a
 for t in $(seq 1 "$TRIALS"); do
@@ -236,15 +263,16 @@ for t in $(seq 1 "$TRIALS"); do
 	if [ $((t % 3)) = 0 ]; then
 		us=$((RANDOM * 32768 % (sync_us * 5 / 4 + 1) + RANDOM % 1000))
 		fault="after $us us"
-		fault_env=(SP_FAULT_KILL_AFTER_US=$us)
+		fault_env=("SP_FAULT_KILL_AFTER_US=$us")
 	else
 		k=$((RANDOM % calls + 1))
 		when=before
 		[ $((RANDOM % 2)) = 0 ] || when=after
 		fault="$when socket call $k/$calls"
-		fault_env=(SP_FAULT_KILL_AT=$k SP_FAULT_KILL_WHEN=$when)
+		fault_env=("SP_FAULT_KILL_AT=$k" "SP_FAULT_KILL_WHEN=$when")
 	fi
 	what="trial $t ($cur -> $want, $fault)"
+	lap idle
 	# A subshell, so that bash's "Killed" notice goes nowhere; no env(1):
 	# each program started costs in the lab.
 	(
@@ -254,6 +282,7 @@ for t in $(seq 1 "$TRIALS"); do
 			--state-dir "$TMP/ct" "$TMP/$want.json" >"$TMP/out" 2>&1
 	) 2>/dev/null
 	rc=$?
+	lap "killed sync"
 	if [ $rc = 137 ]; then
 		killed=$((killed + 1))
 	elif [ $rc = 0 ]; then
@@ -264,14 +293,17 @@ for t in $(seq 1 "$TRIALS"); do
 	# The helper chains are written last (docs/ipvs.md, Sync): they are
 	# read when IPVS and the rules are the new plan already, and on every
 	# fifth trial whatever the kill left (then also checked).
-	ipvs_state >"$TMP/now"
+	ipvs_state "$TMP/now"
 	sfx=.ipvs
-	if [ $((t % 5)) = 0 ] || cmp -s "$TMP/now" "$TMP/ref-$cur$want.ipvs"; then
-		helper_state >>"$TMP/now"
+	if [ $((t % 5)) = 0 ] || same "$TMP/now" "$TMP/ref-$cur$want.ipvs"; then
+		helper_state "$TMP/now"
 		sfx=
 		helper_reads=$((helper_reads + 1))
 	fi
-	case $(after_kill "$cur" "$want" "$sfx") in
+	lap "state after the kill"
+	after_kill "$cur" "$want" "$sfx" >"$TMP/verdict"
+	read -r verdict <"$TMP/verdict"
+	case $verdict in
 	old) old=$((old + 1)) ;;
 	new) new=$((new + 1)) ;;
 	*) neither=$((neither + 1)) ;;
@@ -285,11 +317,14 @@ for t in $(seq 1 "$TRIALS"); do
 			"server: $(tr '\n' ' ' <"$TMP/dark")"
 	fi
 
+	lap "checks after the kill"
 	# The repair: the normal binary.
 	svc sync "$want" >"$TMP/out" 2>&1 ||
 		fail "$what: the sync after the kill failed: $(head -3 "$TMP/out")"
+	lap "repair sync"
 	svc diff "$want" >"$TMP/diff" 2>"$TMP/out"
 	rc=$?
+	lap "diff"
 	if [ $rc = 2 ]; then
 		# Only the graceful drain may be left: diff lists nothing but
 		# deletions of real servers leaving this change (now at weight 0).
@@ -302,13 +337,15 @@ for t in $(seq 1 "$TRIALS"); do
 			fail "$what: the drain-completing sync failed: $(head -3 "$TMP/out")"
 		svc diff "$want" >"$TMP/diff" 2>"$TMP/out"
 		rc=$?
+		lap "drain sync + diff"
 	fi
 	[ $rc = 0 ] || fail "$what: diff exits $rc after the repair: $(head -3 "$TMP/diff" "$TMP/out")"
-	state >"$TMP/now"
-	if ! cmp -s "$TMP/now" "$TMP/ref-$want"; then
+	state "$TMP/now"
+	if ! same "$TMP/now" "$TMP/ref-$want"; then
 		fail "$what: the state after the repair is not the plan"
 		diff "$TMP/ref-$want" "$TMP/now" | head -8
 	fi
+	lap "state after the repair"
 	cur=$want
 	[ $fail = 0 ] || [ -n "${FAULT_KEEP_GOING:-}" ] || break
 done
@@ -319,6 +356,65 @@ echo "ipvs: $TRIALS trials: $killed killed mid-sync, $finished finished first;" 
 	"never a kept Service without a live real server (helper chains read $helper_reads" \
 	"times); repaired: $([ $fail = 0 ] && echo "$TRIALS (diff 0, state = plan)" || echo NO)," \
 	"$drain_passes of them with a second sync completing the graceful drain; ${trial_s} s"
+echo -n "ipvs: time per trial (ms):"
+for k in "killed sync" "state after the kill" "checks after the kill" "repair sync" "diff" \
+	"drain sync + diff" "state after the repair" idle; do
+	echo -n " $k $((${spent[$k]:-0} / 1000 / (${t:-0} > 0 ? ${t:-0} : 1)));"
+done
+echo
+
+# ---- the change undone after a kill ------------------------------------
+# A daemon's next sync may carry another plan than the killed one (the
+# change was undone meanwhile). Ownership lives in kernel markers (a
+# kube-ipvs0 address or a table-2153 rule, docs/ipvs.md) written after the
+# virtual servers: a kill between the two leaves virtual servers that no
+# later sync counts as its own. Measured here, not failed (a known defect,
+# docs/reliability.md): kills drawn where the sync adds the new virtual
+# servers, then the old plan synced. What must hold: that sync and diff
+# exit 0 (two syncs: the first drains what the killed one added), and
+# whatever differs from the old plan is virtual servers (and their real
+# servers) of the new plan, nothing else.
+ROLLBACKS=${FAULT_ROLLBACK_TRIALS:-6}
+converge "$cur" "undone changes"
+from=$cur
+if [ "$from" = a ]; then to=b n=$calls_ab; else to=a n=$calls_ba; fi
+leaked=0 leaked_vs=0
+for t in $(seq 1 "$ROLLBACKS"); do
+	k=$((n * 2 / 5 + RANDOM % (n * 2 / 5) + 1))
+	what="undone change $t ($from -> killed $to at socket call $k -> $from)"
+	(
+		export LD_PRELOAD="$FAULT_SO" SP_FAULT_KILL_AT=$k
+		"$SVCPROXY" sync --proxy-mode ipvs --hostname-override node-1 \
+			--nodeport-addresses 192.168.0.0/24 --cluster-cidr 10.244.0.0/16 \
+			--state-dir "$TMP/ct" "$TMP/$to.json" >"$TMP/out" 2>&1
+	) 2>/dev/null
+	# Two syncs: the first drains the real servers the killed one added.
+	for _ in 1 2; do
+		svc sync "$from" >"$TMP/out" 2>&1 || fail "$what: sync exits $?: $(head -3 "$TMP/out")"
+	done
+	svc diff "$from" >"$TMP/diff" 2>"$TMP/out" || fail "$what: diff exits $?"
+	state "$TMP/now"
+	same "$TMP/now" "$TMP/ref-$from" && continue
+	grep -vxFf "$TMP/ref-$from" "$TMP/now" >"$TMP/extra"
+	grep -vxFf "$TMP/now" "$TMP/ref-$from" >"$TMP/missing"
+	if [ -s "$TMP/missing" ] || grep -q -v '^-[aA] -[tu] ' "$TMP/extra" ||
+		grep -vxFf "$TMP/ref-$to" "$TMP/extra" | grep -q .; then
+		fail "$what: more than virtual servers of $to differ from $from:"
+		diff "$TMP/ref-$from" "$TMP/now" | head -8
+		continue
+	fi
+	leaked=$((leaked + 1))
+	leaked_vs=$((leaked_vs + $(grep -c '^-A -[tu]' "$TMP/extra")))
+	# Removed by hand, so that the next trial starts from the plan.
+	sed -n 's/^-A \(-[tu]\) \([^ ]*\) .*/\1 \2/p' "$TMP/extra" | while read -r proto vs; do
+		ipvsadm -D "$proto" "$vs"
+	done
+	state "$TMP/now"
+	same "$TMP/now" "$TMP/ref-$from" || fail "$what: not the plan after removing the leak"
+done
+echo "ipvs: $ROLLBACKS kills while adding virtual servers, then the old plan synced:" \
+	"$leaked left $leaked_vs virtual servers no later sync or cleanup removes (known" \
+	"defect: ownership markers are written after the virtual servers); the rest is the plan"
 
 # ---- a kernel refusal: a helper-rule commit -------------------------------
 # IPVS and the policy rules are written first (docs/ipvs.md, Sync), the
@@ -337,7 +433,7 @@ for r in 1 2; do
 		--cluster-cidr 10.244.0.0/16 --state-dir "$TMP/ct" "$TMP/$want.json" >"$TMP/out" 2>&1
 	rc=$?
 	msg=$(grep -m1 error "$TMP/out")
-	state >"$TMP/now"
+	state "$TMP/now"
 	what="commit $r refused ($cur -> $want)"
 	[ $rc = 1 ] || fail "$what: exit $rc, expected 1"
 	table=$(sed -n 's/.*iptables \([a-z]*\): commit refused.*/\1/p' <<<"$msg")
@@ -355,7 +451,7 @@ for r in 1 2; do
 		cmp -s "$TMP/have" "$TMP/want" || fail "$what: the other table $other is not the new plan"
 	done
 	converge "$want" "$what: the repair"
-	state >"$TMP/now"
+	state "$TMP/now"
 	cmp -s "$TMP/ref-$want" "$TMP/now" || fail "$what: the repair does not reach the plan"
 	[ $fail = 0 ] || continue
 	echo "ok   ipvs helper-rule commit $r refused: exit $rc, $msg; table $table as" \
