@@ -370,17 +370,25 @@ static void compute_changes(struct sp_backend *be, const struct sp_ipvs_state *w
 
 /* ---- apply ------------------------------------------------------------ */
 
+/* The order changes reach the kernel in, by pass. Marks of ownership
+ * first (kube-ipvs0 addresses, marker and capture rules; the capture rule
+ * acts only on packets a set member marks, and members come after the
+ * virtual servers): a sync killed after adding a virtual server must leave
+ * it recognisable as ours, or no later sync would ever remove it. A new
+ * ClusterIP's address ahead of its virtual server catches no traffic that
+ * was served before. Then virtual servers, real servers, and removals last,
+ * so that nothing is unserved in between. */
 static int op_order(enum op_kind k)
 {
 	switch (k) {
-	case OP_ADD_SVC:
-	case OP_EDIT_SVC:
-		return 0;
-	case OP_ADD_DEST:
-	case OP_EDIT_DEST:
-		return 1;
 	case OP_ADD_ADDR:
 	case OP_ADD_RULE:
+		return 0;
+	case OP_ADD_SVC:
+	case OP_EDIT_SVC:
+		return 1;
+	case OP_ADD_DEST:
+	case OP_EDIT_DEST:
 		return 2;
 	case OP_DRAIN_DEST:
 	case OP_DEL_DEST:
@@ -541,7 +549,7 @@ static int apply_changes(struct sp_backend *be, const struct sp_ipvs_state *want
 
 	for (int pass = 0; pass <= 5 && ret >= 0; pass++) {
 		/* The capture table's route before any rule uses it. */
-		if (pass == 2 && sync_table_routes(be, want, route_msgs, diag) < 0)
+		if (pass == 0 && sync_table_routes(be, want, route_msgs, diag) < 0)
 			ret = 1;
 		for (size_t i = 0; i < cl->n && ret >= 0; i++) {
 			const struct op *op = &cl->ops[i];
@@ -567,6 +575,61 @@ static int apply_changes(struct sp_backend *be, const struct sp_ipvs_state *want
 	}
 	free(failed.svcs);
 	return ret < 0 ? 1 : ret;
+}
+
+/* A virtual server whose only mark is a capture set member (members come
+ * after the virtual servers, op_order) gets a claim ahead of it: a marker
+ * rule for its exact (address, protocol, port), past the default table
+ * where no lookup reaches. The claim goes once the member is in. A sync
+ * killed in between leaves the claim, and the next one, finding a rule of
+ * ours it did not plan, removes the virtual server (when unplanned) and
+ * then the rule. Returns the claims, pushed as rule additions; the caller
+ * frees them after the change list. */
+static struct sp_ipvs_rule *claim_captured(const struct sp_ipvs_state *want,
+					   const struct actual *act, struct change_list *cl,
+					   size_t *n_claims)
+{
+	size_t n_ops = cl->n, n = 0;
+	struct sp_ipvs_rule *claims = sp_xcalloc(n_ops + 1, sizeof(*claims));
+
+	for (size_t i = 0; i < n_ops; i++) {
+		const struct sp_ipvs_service *svc = cl->ops[i].svc;
+		struct sp_ipvs_rule *c = &claims[n];
+
+		if (cl->ops[i].kind != OP_ADD_SVC || !captured(want, svc) ||
+		    captured(&act->owned, svc))
+			continue;
+		c->addr = svc->addr;
+		c->protocol = svc->protocol;
+		c->port = svc->port;
+		c->pref = SP_IPVS_MARKER_PREF;
+		if (has_rule(want, c) || has_rule(&act->owned, c))
+			continue;
+		n++;
+	}
+	/* Pushed only now: the array must not move under the ops' pointers. */
+	for (size_t i = 0; i < n; i++)
+		push_rule(cl, OP_ADD_RULE, &claims[i]);
+	*n_claims = n;
+	return claims;
+}
+
+/* The claims whose set members are in now; counted in *sent. */
+static int drop_claims(struct sp_backend *be, const struct sp_ipvs_state *want,
+		       const struct sp_ipvs_rule *claims, size_t n, size_t *sent,
+		       struct sp_diag *diag)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (has_rule(want, &claims[i]))
+			continue;
+		if (sp_ipvs_rule_del(be->rt, &claims[i], diag) < 0)
+			ret = 1;
+		else
+			(*sent)++;
+	}
+	return ret;
 }
 
 /* The plan lowered with this node's local addresses (node ports). */
@@ -884,7 +947,8 @@ static int ipvs_sync(struct sp_backend *be, const struct sp_plan *plan, bool ful
 	struct change_list cl = {0};
 	struct actual act;
 	unsigned long sent = sp_ipvs_nl_messages(be->nl);
-	size_t helper_changed = 0, route_msgs = 0;
+	size_t helper_changed = 0, route_msgs = 0, n_claims = 0;
+	struct sp_ipvs_rule *claims;
 	struct set_job sets = {.be = be, .diag = diag};
 	int ret;
 
@@ -908,9 +972,12 @@ static int ipvs_sync(struct sp_backend *be, const struct sp_plan *plan, bool ful
 		ret = 1;
 	}
 	compute_changes(be, &want, &act, &cl);
+	claims = claim_captured(&want, &act, &cl, &n_claims);
 	if (apply_changes(be, &want, &cl, &route_msgs, diag) != 0)
 		ret = 1;
 	add_set_members(&sets, &want, &act.owned);
+	if (sets.ret >= 0 && drop_claims(be, &want, claims, n_claims, &route_msgs, diag))
+		ret = 1;
 	if (sync_helper_rules(&want, NULL, &helper_changed, diag) < 0)
 		ret = 1;
 	del_set_members(&sets, &want, &act.owned);
@@ -930,6 +997,7 @@ static int ipvs_sync(struct sp_backend *be, const struct sp_plan *plan, bool ful
 			stats->rules_total += want.services[i].n_dests;
 	}
 	free(cl.ops);
+	free(claims);
 	actual_free(&act);
 	sp_ipvs_state_free(&want);
 	return ret;
