@@ -7,7 +7,7 @@ PACKAGES="
   build-essential autoconf automake libtool pkg-config
   libnl-3-dev libnl-genl-3-dev libnl-route-3-dev libip4tc-dev libip6tc-dev libmnl-dev
   libnftnl-dev libcjson-dev libyaml-dev check libnetfilter-conntrack-dev
-  libcurl4-openssl-dev libmicrohttpd-dev libsystemd-dev
+  libcurl4-openssl-dev libmicrohttpd-dev libsystemd-dev libipset-dev
   nftables iptables iproute2 ipset ipvsadm conntrack socat kmod procps
   user-mode-linux openssl python3 curl systemd util-linux mandoc valgrind strace clang
 "
