@@ -110,6 +110,9 @@ const struct sp_plan_ep_set *sp_plan_internal_eps(const struct sp_plan_svcport *
 const struct sp_plan_ep_set *sp_plan_external_eps(const struct sp_plan_svcport *sp);
 bool sp_plan_externally_accessible(const struct sp_plan_svcport *sp);
 const struct sp_plan_svcport *sp_plan_find(const struct sp_plan *plan, const char *id, int family);
+/* The order of plan->svcports: (namespace, name, port_name, family, protocol,
+ * port). Backends that walk two plans side by side rely on it. */
+int sp_plan_svcport_cmp(const struct sp_plan_svcport *a, const struct sp_plan_svcport *b);
 
 /* The mode-independent part of `--output json`. */
 void sp_plan_print_json(const struct sp_plan *plan, struct sp_buf *out);

@@ -870,9 +870,8 @@ static void plan_service(struct planner *p, size_t index)
 	}
 }
 
-static int svcport_cmp(const void *va, const void *vb)
+int sp_plan_svcport_cmp(const struct sp_plan_svcport *a, const struct sp_plan_svcport *b)
 {
-	const struct sp_plan_svcport *a = va, *b = vb;
 	int r;
 
 	if ((r = strcmp(a->namespace, b->namespace)) || (r = strcmp(a->name, b->name)) ||
@@ -883,6 +882,11 @@ static int svcport_cmp(const void *va, const void *vb)
 	if (a->protocol != b->protocol)
 		return a->protocol < b->protocol ? -1 : 1;
 	return a->port < b->port ? -1 : a->port > b->port;
+}
+
+static int svcport_qcmp(const void *a, const void *b)
+{
+	return sp_plan_svcport_cmp(a, b);
 }
 
 /* Slices whose endpoints are of another family than they claim: kube-proxy
@@ -958,7 +962,7 @@ int sp_plan_build(struct sp_plan *plan, const struct sp_cluster *cluster,
 	free(p.duplicate);
 	free(p.claims.slots);
 	if (plan->n_svcports)
-		qsort(plan->svcports, plan->n_svcports, sizeof(*plan->svcports), svcport_cmp);
+		qsort(plan->svcports, plan->n_svcports, sizeof(*plan->svcports), svcport_qcmp);
 	return p.refused;
 }
 

@@ -431,6 +431,28 @@ static void encode_ops(struct sp_nl *nl, struct sp_nl_batch *b, const struct pla
 	sp_nft_put_batch_end(nl, b);
 }
 
+/* ops as one transaction, when there is anything to send: -1 when the
+ * kernel refused it, which leaves the previous rules in place. */
+static int send_ops(struct sp_nl *nl, const struct plan_ops *ops, struct sp_sync_stats *stats,
+		    struct sp_diag *diag)
+{
+	struct sp_nl_batch batch;
+	int ret = 0;
+
+	if (!plan_ops_count(ops))
+		return 0;
+	sp_nl_batch_init(&batch);
+	encode_ops(nl, &batch, ops);
+	stats->messages_sent = batch.n_msgs;
+	if (sp_nl_batch_send(nl, &batch, "nftables", diag) < 0) {
+		sp_diag_error(diag, "nftables: the transaction was refused as a whole; "
+				    "the previous rules are still in place");
+		ret = -1;
+	}
+	sp_nl_batch_free(&batch);
+	return ret;
+}
+
 static void print_elem_key(const struct sp_nft_table *t, const struct sp_nft_set *s,
 			   const struct sp_nft_elem *e, struct sp_buf *out)
 {
@@ -664,22 +686,6 @@ static bool svcport_equal(const struct sp_plan_svcport *a, const struct sp_plan_
 	       !strcmp(a->port_name, b->port_name) && endpoints_equal(a, b);
 }
 
-/* The planner's order (plan.h); a plan out of this order makes the sync
- * lower everything instead. */
-static int svcport_order(const struct sp_plan_svcport *a, const struct sp_plan_svcport *b)
-{
-	int r;
-
-	if ((r = strcmp(a->namespace, b->namespace)) || (r = strcmp(a->name, b->name)) ||
-	    (r = strcmp(a->port_name, b->port_name)))
-		return r;
-	if (a->family != b->family)
-		return a->family == AF_INET ? -1 : 1;
-	if (a->protocol != b->protocol)
-		return a->protocol < b->protocol ? -1 : 1;
-	return a->port < b->port ? -1 : a->port > b->port;
-}
-
 struct port_changes {
 	const struct sp_plan_svcport **olds, **news;
 	size_t n_old, cap_old, n_new, cap_new;
@@ -711,16 +717,16 @@ static bool compare_ports(struct sp_plan *prev, const struct sp_plan *plan, stru
 	while (i < prev->n_svcports || j < plan->n_svcports) {
 		struct sp_plan_svcport *o = i < prev->n_svcports ? &prev->svcports[i] : NULL;
 		const struct sp_plan_svcport *n = j < plan->n_svcports ? &plan->svcports[j] : NULL;
-		int cmp = !o ? 1 : !n ? -1 : svcport_order(o, n);
+		int cmp = !o ? 1 : !n ? -1 : sp_plan_svcport_cmp(o, n);
 
 		if (cmp <= 0) {
-			if (i && svcport_order(&prev->svcports[i - 1], o) >= 0)
+			if (i && sp_plan_svcport_cmp(&prev->svcports[i - 1], o) >= 0)
 				return false;
 			v6_old |= o->family == AF_INET6;
 			i++;
 		}
 		if (cmp >= 0) {
-			if (j && svcport_order(&plan->svcports[j - 1], n) >= 0)
+			if (j && sp_plan_svcport_cmp(&plan->svcports[j - 1], n) >= 0)
 				return false;
 			v6_new |= n->family == AF_INET6;
 			j++;
@@ -1086,7 +1092,6 @@ static int incremental_sync(struct sp_backend *be, const struct sp_plan *plan,
 	struct sp_nft_table picks[SP_ARRAY_SIZE(families)] = {0};
 	struct port_changes pc = {0};
 	struct plan_ops ops = {0};
-	struct sp_nl_batch batch;
 	ssize_t rules_delta = 0;
 	int ret = INCR_FALLBACK;
 
@@ -1126,17 +1131,8 @@ static int incremental_sync(struct sp_backend *be, const struct sp_plan *plan,
 	ret = 0;
 	stats->objects_changed = ops.changed;
 	stats->objects_unchanged = ops.unchanged;
-	if (plan_ops_count(&ops)) {
-		sp_nl_batch_init(&batch);
-		encode_ops(be->nl, &batch, &ops);
-		stats->messages_sent = batch.n_msgs;
-		if (sp_nl_batch_send(be->nl, &batch, "nftables", diag) < 0) {
-			sp_diag_error(diag, "nftables: the transaction was refused as a whole; "
-					    "the previous rules are still in place");
-			ret = -1;
-		}
-		sp_nl_batch_free(&batch);
-	}
+	if (send_ops(be->nl, &ops, stats, diag) < 0)
+		ret = -1;
 	if (ret < 0) {
 		be->have_prev = false;
 		goto out;
@@ -1240,7 +1236,6 @@ static int nft_sync(struct sp_backend *be, const struct sp_plan *plan, bool full
 	struct sp_nft_ruleset want, kernel;
 	const struct sp_nft_table *have[2];
 	struct plan_ops ops = {0};
-	struct sp_nl_batch batch;
 	size_t conflicts;
 	int ret = 0;
 
@@ -1272,17 +1267,8 @@ static int nft_sync(struct sp_backend *be, const struct sp_plan *plan, bool full
 	stats->objects_changed = ops.changed;
 	stats->objects_unchanged = ops.unchanged;
 	stats->rules_total = ops.rules_total;
-	if (plan_ops_count(&ops)) {
-		sp_nl_batch_init(&batch);
-		encode_ops(be->nl, &batch, &ops);
-		stats->messages_sent = batch.n_msgs;
-		if (sp_nl_batch_send(be->nl, &batch, "nftables", diag) < 0) {
-			sp_diag_error(diag, "nftables: the transaction was refused as a whole; "
-					    "the previous rules are still in place");
-			ret = -1;
-		}
-		sp_nl_batch_free(&batch);
-	}
+	if (send_ops(be->nl, &ops, stats, diag) < 0)
+		ret = -1;
 	plan_ops_free(&ops);
 	sp_nft_ruleset_free(&kernel);
 	sp_nft_ruleset_free(&be->last);
